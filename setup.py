@@ -1,0 +1,33 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+version = {}
+for line in (ROOT / "mnet_backbone" / "__init__.py").read_text().splitlines():
+    if line.startswith("__version__"):
+        exec(line, version)
+
+setup(
+    name="mnet-backbone",
+    version=version["__version__"],
+    description="MobileNetV1 (Howard et al. 2017) for PyTorch, MMDetection 3.x and torchvision",
+    long_description=(ROOT / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["mnet_backbone", "mnet_backbone.*"]),
+    install_requires=["torch>=2.0", "numpy"],
+    extras_require={
+        # mmcv 2.1.0 must be built with compiled ops (tools/install.sh does it).
+        "mmdet": ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools",
+                  "setuptools>=77,<82"],
+        "torchvision": ["torchvision>=0.15"],
+        "dev": ["pytest", "matplotlib"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: PyTorch",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up of mnet-backbone on a fresh machine:
+#   torch/torchvision -> mmcv 2.1.0 with compiled ops -> mmdet 3.3.0 -> this package (editable).
+#
+# Usage: bash tools/install.sh            # venv in ./.venv (override with MNET_VENV=path)
+#        MNET_WHEEL_CACHE=dir             # where a built mmcv wheel is kept and looked for
+#        PIP_FIND_LINKS="dir1 dir2"       # also searched for a ready mmcv wheel
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${MNET_VENV:-$ROOT/.venv}"
+CACHE="${MNET_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mnet-backbone/wheels}"
+MMCV_VERSION=2.1.0
+
+log() { printf '\n[install] %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtual environment $VENV"
+    python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --progress-bar off)
+
+log "build tools (setuptools<82 keeps pkg_resources, which mmcv's build and mmengine import)"
+"${PIP[@]}" -q "setuptools>=77,<82" wheel ninja
+
+log "torch 2.14.1 / torchvision 0.29.1"
+"${PIP[@]}" -q torch==2.14.1 torchvision==0.29.1
+
+have_mmcv_ops() { "$PY" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" >/dev/null 2>&1; }
+
+if have_mmcv_ops; then
+    log "mmcv $MMCV_VERSION with ops already installed"
+else
+    mkdir -p "$CACHE"
+    links=(--find-links "$CACHE")
+    for d in ${PIP_FIND_LINKS:-}; do links+=(--find-links "$d"); done
+    if "${PIP[@]}" -q --no-index "${links[@]}" --no-deps "mmcv==$MMCV_VERSION" 2>/dev/null && have_mmcv_ops; then
+        log "installed mmcv $MMCV_VERSION from a ready wheel"
+    else
+        log "building mmcv $MMCV_VERSION with ops from source (about 7 minutes on 2 cores)"
+        work="$(mktemp -d)"
+        "$PY" -m pip download -q --no-deps --no-binary :all: -d "$work" "mmcv==$MMCV_VERSION"
+        tar -xzf "$work"/mmcv-*.tar.gz -C "$work"
+        src=("$work"/mmcv-"$MMCV_VERSION")
+        # torch 2.14 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17.
+        sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
+        MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
+            "$PY" -m pip wheel --no-build-isolation --no-deps -w "$CACHE" "$src"
+        "${PIP[@]}" -q --no-index --find-links "$CACHE" --no-deps "mmcv==$MMCV_VERSION"
+        rm -rf "$work"
+        have_mmcv_ops || { echo "mmcv ops failed to import after the build" >&2; exit 1; }
+    fi
+fi
+
+log "mnet-backbone (editable) with mmdet and dev extras"
+"${PIP[@]}" -q -e "$ROOT[mmdet,dev]"
+
+"$PY" -c "import torch, mmcv, mmdet, mnet_backbone; print('torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__)"
+log "done: activate with 'source $VENV/bin/activate'"
