@@ -309,7 +309,6 @@ class MobileNetV1(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
-        self.num_classes = num_classes
         self.reset_parameters()
         self._freeze_stages()
 
@@ -320,7 +319,7 @@ class MobileNetV1(nn.Module):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
-            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            elif isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.GroupNorm)):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Linear):

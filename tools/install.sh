@@ -35,21 +35,23 @@ else
     mkdir -p "$CACHE"
     links=(--find-links "$CACHE")
     for d in ${PIP_FIND_LINKS:-}; do links+=(--find-links "$d"); done
-    if "${PIP[@]}" -q --no-index "${links[@]}" --no-deps "mmcv==$MMCV_VERSION" 2>/dev/null && have_mmcv_ops; then
+    # --only-binary: take a ready wheel (cache or PIP_FIND_LINKS) but never PyPI's op-less sdist.
+    if "${PIP[@]}" -q --only-binary mmcv "${links[@]}" "mmcv==$MMCV_VERSION" 2>/dev/null \
+            && have_mmcv_ops; then
         log "installed mmcv $MMCV_VERSION from a ready wheel"
     else
         log "building mmcv $MMCV_VERSION with ops from source (about 7 minutes on 2 cores)"
         work="$(mktemp -d)"
         "$PY" -m pip download -q --no-deps --no-binary :all: -d "$work" "mmcv==$MMCV_VERSION"
         tar -xzf "$work"/mmcv-*.tar.gz -C "$work"
-        src=("$work"/mmcv-"$MMCV_VERSION")
+        src="$work/mmcv-$MMCV_VERSION"
         # torch 2.14 headers need C++20; mmcv 2.1.0 hard-codes -std=c++17.
         sed -i 's/-std=c++17/-std=c++20/g' "$src/setup.py"
         MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" \
             "$PY" -m pip wheel --no-build-isolation --no-deps -w "$CACHE" "$src"
-        "${PIP[@]}" -q --no-index --find-links "$CACHE" --no-deps "mmcv==$MMCV_VERSION"
+        "${PIP[@]}" -q --only-binary mmcv --find-links "$CACHE" "mmcv==$MMCV_VERSION"
         rm -rf "$work"
-        have_mmcv_ops || { echo "mmcv ops failed to import after the build" >&2; exit 1; }
+        have_mmcv_ops || { echo "mmcv $MMCV_VERSION was built but mmcv.ops does not import" >&2; exit 1; }
     fi
 fi
 

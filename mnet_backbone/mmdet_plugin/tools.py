@@ -1,0 +1,195 @@
+"""What ``tools/train.py`` and ``tools/test.py`` do, as functions the tests call too.
+
+The command lines are mmdet 3.x's (``--work-dir``, ``--cfg-options``, ``--resume``, ``--amp``,
+``--launcher``; test: ``--out``, ``--show-dir``), with three additions for this stack: a missing
+data set is reported before any worker starts, ``--amp`` works without a GPU (bfloat16), and
+distributed runs without a GPU use gloo instead of nccl.
+"""
+import argparse
+import os
+import os.path as osp
+from typing import List, Optional
+
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+import mnet_backbone  # noqa: F401  (registers the model and applies the checkpoint fix)
+
+
+class UsageError(ValueError):
+    """A command-line argument that cannot work (the message says how to fix it)."""
+
+
+class DatasetNotFoundError(UsageError):
+    """A config points at data that is not there."""
+
+
+def _datasets(loader_cfg):
+    dataset = loader_cfg.get('dataset') if loader_cfg else None
+    while dataset is not None:
+        yield dataset
+        # Wrappers (RepeatDataset, ClassBalancedDataset, ...) hold the real one(s) inside.
+        inner = dataset.get('dataset') or dataset.get('datasets')
+        if isinstance(inner, (list, tuple)):
+            for d in inner:
+                yield from _datasets(dict(dataset=d))
+            return
+        dataset = inner
+
+
+def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
+    """Raise :class:`DatasetNotFoundError` naming the first annotation file or image folder of
+    the given splits that does not exist, and how to get data."""
+    for split in splits:
+        loader = cfg.get(f'{split}_dataloader')
+        for dataset in _datasets(loader):
+            root = dataset.get('data_root') or ''
+            paths = []
+            if dataset.get('ann_file'):
+                paths.append(('annotation file', osp.join(root, dataset['ann_file'])))
+            img_dir = (dataset.get('data_prefix') or {}).get('img')
+            if img_dir is not None:
+                paths.append(('image folder', osp.join(root, img_dir)))
+            for what, path in paths:
+                if '://' not in path and not osp.exists(path):
+                    raise DatasetNotFoundError(
+                        f'{split} data set: {what} {path!r} does not exist.\n'
+                        f'  Put the data there (COCO layout: {root or "."}/annotations/'
+                        f'instances_{{train,val}}2017.json + {{train,val}}2017/ images), point '
+                        f'the config at it, e.g. --cfg-options '
+                        f'{split}_dataloader.dataset.data_root=/path/to/coco/, or generate the '
+                        f'demo set: python tools/make_shapes_dataset.py')
+
+
+def _common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--work-dir', help='the dir to save logs and models')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override settings of the config, key=value (e.g. '
+        'train_dataloader.batch_size=4 model.backbone.alpha=0.5)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'],
+                        default='none', help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+
+
+def _load_config(args) -> Config:
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if args.launcher != 'none' and not torch.cuda.is_available():
+        dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+        if dist_cfg.get('backend', 'nccl') == 'nccl':
+            dist_cfg['backend'] = 'gloo'  # nccl needs GPUs
+    return cfg
+
+
+def _build_runner(cfg: Config) -> Runner:
+    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description='Train a detector (mmdet 3.x command line)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: fp16 + loss scaling on GPU, bfloat16 on CPU')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate with the total batch size')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint, or without a path from the latest checkpoint in '
+        'the work dir')
+    _common_args(parser)
+    return parser
+
+
+def train_config(argv: Optional[List[str]] = None) -> Config:
+    """The config ``tools/train.py`` trains with, after its flags are applied."""
+    args = train_parser().parse_args(argv)
+    cfg = _load_config(args)
+    if args.amp:
+        if torch.cuda.is_available():
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.loss_scale = 'dynamic'
+        else:
+            cfg.optim_wrapper.type = 'CPUAmpOptimWrapper'
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise UsageError('--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=...) in '
+                             'the config')
+        cfg.auto_scale_lr.enable = True
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if not osp.isfile(args.resume):
+            raise UsageError(f'--resume: checkpoint {args.resume!r} does not exist')
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def train(argv: Optional[List[str]] = None) -> Runner:
+    cfg = train_config(argv)
+    check_dataset_paths(cfg, ('train', 'val') if cfg.get('val_cfg') else ('train',))
+    runner = _build_runner(cfg)
+    runner.train()
+    return runner
+
+
+def test_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--out', help='dump predictions to this pickle file (.pkl)')
+    parser.add_argument('--show-dir', help='draw predictions into this folder (relative to '
+                        'the run\'s timestamp folder in the work dir)')
+    _common_args(parser)
+    return parser
+
+
+def test_config(argv: Optional[List[str]] = None):
+    """The config ``tools/test.py`` runs and its parsed arguments."""
+    args = test_parser().parse_args(argv)
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise UsageError(f'checkpoint {args.checkpoint!r} does not exist')
+    if args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise UsageError(f'--out must name a .pkl file, got {args.out!r}')
+    cfg = _load_config(args)
+    cfg.load_from = args.checkpoint
+    if args.show_dir:
+        if 'visualization' not in cfg.default_hooks:
+            raise UsageError('--show-dir needs default_hooks.visualization in the config')
+        cfg.default_hooks.visualization.draw = True
+        cfg.default_hooks.visualization.test_out_dir = args.show_dir
+    return cfg, args
+
+
+def test(argv: Optional[List[str]] = None) -> dict:
+    from mmdet.evaluation import DumpDetResults
+
+    cfg, args = test_config(argv)
+    check_dataset_paths(cfg, ('test',))
+    runner = _build_runner(cfg)
+    if args.out is not None:
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    return runner.test()
+
+
+def run_cli(fn, argv=None) -> int:
+    """Run ``fn`` for a command line: expected user errors print one message, no traceback."""
+    try:
+        fn(argv)
+    except UsageError as exc:
+        import sys
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    return 0

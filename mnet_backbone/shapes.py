@@ -1,0 +1,169 @@
+"""A small, seeded detection data set of shapes on cluttered backgrounds, in COCO format.
+
+Written as ordinary JPEG files plus ``annotations/instances_{train,val}2017.json``, the layout of
+COCO itself, so mmdet's ``CocoDataset``/``CocoMetric`` (and any COCO tool) read it unchanged.
+
+Objects are drawn in random depth order and may overlap. A new object is placed only where it
+leaves every earlier object at least half visible, and every box is the box of the pixels that stay
+*visible*, computed from a per-pixel instance map, so boxes never claim hidden parts.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter
+
+CLASSES = ("circle", "square", "triangle", "star", "cross")
+MIN_VISIBLE = 0.5  # fraction of an object's own area that must stay visible
+
+
+@dataclass(frozen=True)
+class ShapesSpec:
+    num_train: int = 800
+    num_val: int = 200
+    image_size: Tuple[int, int] = (320, 320)  # (width, height)
+    max_objects: int = 6
+    min_size: int = 24  # px, shorter side of an object's box
+    max_size_frac: float = 0.6  # of the shorter image side
+    seed: int = 0
+
+
+def _polygon(cls: str, cx: float, cy: float, w: float, h: float, angle: float) -> List[Tuple[float, float]]:
+    if cls == "square":
+        pts = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
+    elif cls == "triangle":
+        pts = [(0, -1), (1, 1), (-1, 1)]
+    elif cls == "star":
+        pts = [((1.0 if i % 2 == 0 else 0.45) * math.sin(i * math.pi / 5),
+                -(1.0 if i % 2 == 0 else 0.45) * math.cos(i * math.pi / 5)) for i in range(10)]
+    elif cls == "cross":
+        t = 0.35
+        pts = [(-t, -1), (t, -1), (t, -t), (1, -t), (1, t), (t, t), (t, 1), (-t, 1), (-t, t),
+               (-1, t), (-1, -t), (-t, -t)]
+    else:
+        raise ValueError(f"no polygon for class {cls!r}")
+    c, s = math.cos(angle), math.sin(angle)
+    return [(cx + (x * w / 2) * c - (y * h / 2) * s, cy + (x * w / 2) * s + (y * h / 2) * c)
+            for x, y in pts]
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """Textured, cluttered background: smooth colour noise, stripes and thin random strokes."""
+    low = rng.uniform(40, 215, size=(height // 16 + 2, width // 16 + 2, 3)).astype(np.uint8)
+    img = Image.fromarray(low).resize((width, height), Image.BICUBIC)
+    arr = np.asarray(img).astype(np.float32)
+    if rng.random() < 0.5:  # stripes
+        period = rng.uniform(6, 30)
+        yy, xx = np.mgrid[0:height, 0:width]
+        theta = rng.uniform(0, math.pi)
+        stripes = np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / period)
+        arr += stripes[..., None] * rng.uniform(5, 25)
+    arr += rng.normal(0, rng.uniform(3, 12), size=arr.shape)
+    img = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(5, 20))):  # clutter strokes, thinner than any object
+        x0, y0 = rng.uniform(0, width), rng.uniform(0, height)
+        x1, y1 = x0 + rng.normal(0, 60), y0 + rng.normal(0, 60)
+        draw.line([(x0, y0), (x1, y1)], fill=tuple(int(v) for v in rng.integers(0, 256, 3)),
+                  width=int(rng.integers(1, 3)))
+    return img
+
+
+def _draw(draw: ImageDraw.ImageDraw, cls: str, cx, cy, w, h, angle, fill) -> None:
+    if cls == "circle":  # an ellipse: "circle" class covers aspect ratios too
+        draw.ellipse([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], fill=fill)
+    else:
+        draw.polygon(_polygon(cls, cx, cy, w, h, angle), fill=fill)
+
+
+def render_image(rng: np.random.Generator, spec: ShapesSpec) -> Tuple[Image.Image, List[Dict]]:
+    """One image and its objects (class index and visible box ``[x, y, w, h]``)."""
+    width, height = spec.image_size
+    img = _background(rng, width, height)
+    ids = Image.new("I", (width, height), 0)  # instance map: 0 = background, k = object k
+    draw, draw_ids = ImageDraw.Draw(img), ImageDraw.Draw(ids)
+    objects: List[Dict] = []
+    full_area: List[int] = []
+    for _ in range(int(rng.integers(1, spec.max_objects + 1))):
+        cls_idx = int(rng.integers(len(CLASSES)))
+        cls = CLASSES[cls_idx]
+        max_size = spec.max_size_frac * min(width, height)
+        size = math.exp(rng.uniform(math.log(spec.min_size * 1.3), math.log(max_size)))
+        aspect = math.exp(rng.uniform(-0.5, 0.5)) if cls != "star" else 1.0
+        w, h = size * math.sqrt(aspect), size / math.sqrt(aspect)
+        angle = rng.uniform(-0.3, 0.3) if cls != "circle" else 0.0
+        cx, cy = rng.uniform(w / 2, width - w / 2), rng.uniform(h / 2, height - h / 2)
+        # Try the new object on a copy of the instance map; keep it only if every earlier
+        # object stays at least MIN_VISIBLE visible.
+        trial = ids.copy()
+        k = len(objects) + 1
+        _draw(ImageDraw.Draw(trial), cls, cx, cy, w, h, angle, k)
+        counts = np.bincount(np.asarray(trial, dtype=np.int32).ravel(), minlength=k + 1)
+        if counts[k] < spec.min_size ** 2 * 0.3:
+            continue
+        if any(counts[j + 1] < MIN_VISIBLE * full_area[j] for j in range(len(objects))):
+            continue
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        _draw(draw, cls, cx, cy, w, h, angle, colour)
+        _draw(draw_ids, cls, cx, cy, w, h, angle, k)
+        objects.append(dict(category=cls_idx))
+        full_area.append(int(counts[k]))
+    id_map = np.asarray(ids, dtype=np.int32)
+    for k, obj in enumerate(objects, start=1):
+        ys, xs = np.nonzero(id_map == k)
+        x0, y0, x1, y1 = xs.min(), ys.min(), xs.max() + 1, ys.max() + 1
+        obj["bbox"] = [float(x0), float(y0), float(x1 - x0), float(y1 - y0)]
+        obj["area"] = float(len(xs))
+    if rng.random() < 0.3:
+        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
+    return img, objects
+
+
+def _write_split(root: str, split: str, count: int, spec: ShapesSpec,
+                 rng: np.random.Generator) -> str:
+    img_dir = os.path.join(root, f"{split}2017")
+    os.makedirs(img_dir, exist_ok=True)
+    images, annotations = [], []
+    for i in range(count):
+        img, objects = render_image(rng, spec)
+        name = f"{i:06d}.jpg"
+        img.save(os.path.join(img_dir, name), quality=92)
+        image_id = i + 1
+        images.append(dict(id=image_id, file_name=name, width=img.width, height=img.height))
+        for obj in objects:
+            annotations.append(dict(id=len(annotations) + 1, image_id=image_id,
+                                    category_id=obj["category"] + 1, bbox=obj["bbox"],
+                                    area=obj["area"], iscrowd=0))
+    ann_file = os.path.join(root, "annotations", f"instances_{split}2017.json")
+    os.makedirs(os.path.dirname(ann_file), exist_ok=True)
+    with open(ann_file, "w") as f:
+        json.dump(dict(images=images, annotations=annotations,
+                       categories=[dict(id=i + 1, name=n, supercategory="shape")
+                                   for i, n in enumerate(CLASSES)]), f)
+    return ann_file
+
+
+def make_shapes_dataset(root: str, spec: ShapesSpec = ShapesSpec()) -> Dict[str, str]:
+    """Write the data set under ``root`` (COCO layout); returns the annotation file per split.
+
+    The same ``spec`` (including its seed) always produces the same files.
+    """
+    if spec.num_train < 1 or spec.num_val < 1:
+        raise ValueError(f"num_train and num_val must be >= 1, got {spec.num_train}, {spec.num_val}")
+    if min(spec.image_size) < 2 * spec.min_size:
+        raise ValueError(f"image_size {spec.image_size} is too small for objects of "
+                         f"{spec.min_size}px; use at least {2 * spec.min_size}px")
+    rng = np.random.default_rng(spec.seed)
+    return {split: _write_split(root, split, n, spec, rng)
+            for split, n in (("train", spec.num_train), ("val", spec.num_val))}
+
+
+def is_complete(root: str) -> bool:
+    """True when both annotation files and image folders exist under ``root``."""
+    return all(os.path.isfile(os.path.join(root, "annotations", f"instances_{s}2017.json"))
+               and os.path.isdir(os.path.join(root, f"{s}2017")) for s in ("train", "val"))

@@ -1,0 +1,8 @@
+"""Test a detector checkpoint with MMDetection 3.x: ``python tools/test.py CONFIG CHECKPOINT
+[--work-dir DIR] [--out results.pkl] [--show-dir vis] [--cfg-options k=v ...]``."""
+import sys
+
+from mnet_backbone.mmdet_plugin.tools import run_cli, test
+
+if __name__ == '__main__':
+    sys.exit(run_cli(test))

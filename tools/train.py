@@ -1,0 +1,8 @@
+"""Train a detector with MMDetection 3.x: ``python tools/train.py CONFIG [--work-dir DIR]
+[--resume [CKPT]] [--amp] [--cfg-options k=v ...] [--launcher pytorch]``."""
+import sys
+
+from mnet_backbone.mmdet_plugin.tools import run_cli, train
+
+if __name__ == '__main__':
+    sys.exit(run_cli(train))
