@@ -17,7 +17,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     packages=find_packages(include=["mnet_backbone", "mnet_backbone.*"]),
-    install_requires=["torch>=2.0", "numpy"],
+    install_requires=["torch>=2.0", "numpy", "Pillow"],
     extras_require={
         # mmcv 2.1.0 must be built with compiled ops (tools/install.sh does it).
         "mmdet": ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools",

@@ -17,7 +17,8 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'))
 
 vis_backends = [dict(type='LocalVisBackend')]
-visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
+# No fixed name: each Runner then gets its own visualizer (named after the experiment).
+visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends)
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 
 log_level = 'INFO'

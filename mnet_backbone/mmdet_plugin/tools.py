@@ -86,13 +86,28 @@ def _load_config(args) -> Config:
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.launcher != 'none' and not torch.cuda.is_available():
-        dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
-        if dist_cfg.get('backend', 'nccl') == 'nccl':
-            dist_cfg['backend'] = 'gloo'  # nccl needs GPUs
+        _distribute_on_cpu(cfg)
     return cfg
 
 
+def _distribute_on_cpu(cfg: Config) -> None:
+    """mmengine 0.10.7 assumes GPUs for distributed runs (nccl, ``torch.cuda.set_device``, DDP
+    with ``device_ids``); without one, use gloo and a CPU DDP wrapper."""
+    dist_cfg = cfg.setdefault('env_cfg', {}).setdefault('dist_cfg', {})
+    if dist_cfg.get('backend', 'nccl') == 'nccl':
+        dist_cfg['backend'] = 'gloo'
+    if cfg.get('model_wrapper_cfg') is None:
+        cfg.model_wrapper_cfg = dict(
+            type='MMDistributedDataParallel', device_ids=None, broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
+
+
 def _build_runner(cfg: Config) -> Runner:
+    import torch.distributed as dist
+    if cfg.launcher == 'pytorch' and not torch.cuda.is_available() and not dist.is_initialized():
+        # mmengine's own init_dist calls torch.cuda.set_device; torchrun set the env variables.
+        dist_cfg = dict(cfg.env_cfg.dist_cfg)
+        dist.init_process_group(**dist_cfg)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 

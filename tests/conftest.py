@@ -1,0 +1,24 @@
+import importlib.util
+import os
+
+import pytest
+import torch
+
+# Tests measure behaviour, not speed: keep them from fighting over the 2 cores of CI.
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def has(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+@pytest.fixture(scope="session")
+def shapes_root(tmp_path_factory):
+    """A tiny generated COCO-format detection set (shapes), made once per session."""
+    from mnet_backbone.shapes import ShapesSpec, make_shapes_dataset
+    root = tmp_path_factory.mktemp("shapes")
+    make_shapes_dataset(str(root), ShapesSpec(num_train=8, num_val=4, image_size=(128, 128),
+                                              max_objects=3, min_size=16, seed=1))
+    return str(root)
