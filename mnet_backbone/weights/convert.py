@@ -1,0 +1,346 @@
+"""One small converter per weight source, each returning this package's state dict.
+
+The core model's keys are ``stages.S.I.conv/bn`` for full convolutions (the stem is
+``stages.0.0``), ``stages.S.I.dw.conv/bn`` and ``stages.S.I.pw.conv/bn`` for depthwise-separable
+blocks, and ``fc`` for the classifier. Block ``n`` (1-13) of every source is the ``n``-th block
+after the stem in :data:`mnet_backbone.model.TABLE_1` order.
+
+* :func:`from_keras` - Keras applications HDF5 (``conv1``, ``conv_dw_N``, ``conv_pw_N``, ``*_bn``,
+  ``conv_preds``), read by layer name and weight order (Keras 2 and Keras 3 legacy files name the
+  weights differently), with :func:`read_keras_h5`.
+* :func:`from_timm` - timm ``mobilenetv1_*`` (``conv_stem``, ``bn1``,
+  ``blocks.S.I.{conv_dw,bn1,conv_pw,bn2}``, ``classifier``).
+* :func:`from_sequential` - the ``nn.Sequential`` MobileNet of many repositories
+  (``model.N.{0,1,3,4}`` + ``fc``).
+* :func:`from_plain` - this package's own state dicts, possibly saved from a wrapper
+  (``module.``, ``_orig_mod.``) or inside a detector (``backbone.``).
+
+:func:`convert_file` reads any of them from disk and tells which settings the weights need.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from ..model import TABLE_1
+from .entries import KERAS_MODEL_KWARGS, TIMM_MODEL_KWARGS
+from .hub import CorruptWeightsError, IncompatibleWeightsError, load_checkpoint, save_checkpoint
+
+__all__ = ["SOURCES", "read_keras_h5", "from_keras", "from_timm", "from_sequential", "from_plain",
+           "detect_source", "unwrap", "read_file", "convert_file", "convert_to_file",
+           "SOURCE_MODEL_KWARGS"]
+
+SOURCES = ("keras", "timm", "sequential", "plain")
+# The model settings each source's weights need ({}: not known from the file).
+SOURCE_MODEL_KWARGS = {"keras": KERAS_MODEL_KWARGS, "timm": TIMM_MODEL_KWARGS,
+                       "sequential": {}, "plain": {}}
+KERAS_SUFFIXES = (".h5", ".hdf5")
+
+
+def _blocks() -> List[str]:
+    """Key prefixes of the stem and the 13 blocks, in network order."""
+    return [f"stages.{s}.{i}" for s, rows in enumerate(TABLE_1) for i in range(len(rows))]
+
+
+def _bn(out: Dict[str, Tensor], prefix: str, weight: Tensor, bias: Tensor, mean: Tensor,
+        var: Tensor, tracked: Optional[Tensor] = None) -> None:
+    out[f"{prefix}.weight"], out[f"{prefix}.bias"] = weight, bias
+    out[f"{prefix}.running_mean"], out[f"{prefix}.running_var"] = mean, var
+    out[f"{prefix}.num_batches_tracked"] = (tracked if tracked is not None
+                                            else torch.tensor(0, dtype=torch.long))
+
+
+# --- Keras -------------------------------------------------------------------------------------
+
+def _text(value) -> str:
+    return value.decode("utf8") if isinstance(value, bytes) else str(value)
+
+
+def read_keras_h5(path: str) -> Dict[str, list]:
+    """``{layer name: [arrays in the layer's weight order]}`` of a legacy Keras HDF5 file.
+
+    Reads ``model.save_weights('x.h5')`` files of Keras 2 (layers at the root, weights named like
+    ``conv_dw_1/depthwise_kernel:0``) and ``model.save('x.h5')`` files of Keras 2 and 3 (layers
+    under ``model_weights``, Keras 3 names like ``conv_dw_1/kernel``): each layer's
+    ``weight_names`` attribute gives the order, whatever the names are.
+    """
+    try:
+        import h5py
+        import numpy as np
+    except ImportError:
+        raise ImportError("reading Keras .h5 weights needs h5py: pip install h5py") from None
+    try:
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            if "layer_names" not in root.attrs:
+                if "layers" in f and "vars" in f:
+                    raise CorruptWeightsError(
+                        f"{path} is a Keras 3 native '.weights.h5' file, which names layers by "
+                        f"class, not by MobileNet layer; save the model as legacy HDF5 instead: "
+                        f"model.save('mobilenet.h5')")
+                raise CorruptWeightsError(f"{path} is an HDF5 file but not Keras weights (no "
+                                          f"'layer_names'); expected a Keras MobileNet .h5 file")
+            layers = {}
+            for name in root.attrs["layer_names"]:
+                group = root[_text(name)]
+                names = [_text(n) for n in group.attrs.get("weight_names", [])]
+                layers[_text(name)] = [np.asarray(group[n]) for n in names]
+            return layers
+    except CorruptWeightsError:
+        raise
+    except (OSError, KeyError, ValueError, RuntimeError) as exc:
+        raise CorruptWeightsError(
+            f"cannot read {path} as a Keras HDF5 file ({type(exc).__name__}: {exc}); the file is "
+            f"corrupt or truncated. Download it again.") from None
+
+
+def from_keras(layers: Dict[str, list]) -> Dict[str, Tensor]:
+    """Keras applications MobileNet weights (from :func:`read_keras_h5`) to a state dict.
+
+    Keras kernels are (kh, kw, in, out), depthwise ones (kh, kw, in, 1), channels-last; the
+    classifier ``conv_preds`` is a 1x1 convolution with bias. Files saved without the top
+    (``*_no_top.h5``) give no ``fc`` keys.
+    """
+    def take(name: str, count: int) -> List[Tensor]:
+        if name not in layers:
+            raise CorruptWeightsError(
+                f"the Keras file has no layer {name!r}: not a keras.applications.MobileNet "
+                f"(v1) file? Its layers start with {list(layers)[:6]}")
+        arrays = layers[name]
+        if len(arrays) != count:
+            raise CorruptWeightsError(f"Keras layer {name!r} holds {len(arrays)} weights, "
+                                      f"expected {count}")
+        return [torch.from_numpy(a.copy()) for a in arrays]
+
+    out: Dict[str, Tensor] = {}
+    blocks = _blocks()
+    (kernel,) = take("conv1", 1)
+    out[f"{blocks[0]}.conv.weight"] = kernel.permute(3, 2, 0, 1).contiguous()
+    _bn(out, f"{blocks[0]}.bn", *take("conv1_bn", 4))  # gamma, beta, moving mean, variance
+    for n, prefix in enumerate(blocks[1:], start=1):
+        (dw,) = take(f"conv_dw_{n}", 1)
+        kh, kw, channels, mult = dw.shape
+        out[f"{prefix}.dw.conv.weight"] = dw.permute(2, 3, 0, 1).reshape(channels * mult, 1,
+                                                                         kh, kw).contiguous()
+        _bn(out, f"{prefix}.dw.bn", *take(f"conv_dw_{n}_bn", 4))
+        (pw,) = take(f"conv_pw_{n}", 1)
+        out[f"{prefix}.pw.conv.weight"] = pw.permute(3, 2, 0, 1).contiguous()
+        _bn(out, f"{prefix}.pw.bn", *take(f"conv_pw_{n}_bn", 4))
+    if "conv_preds" in layers:
+        kernel, bias = take("conv_preds", 2)
+        out["fc.weight"] = kernel.reshape(-1, kernel.shape[-1]).t().contiguous()
+        out["fc.bias"] = bias
+    return out
+
+
+# --- timm --------------------------------------------------------------------------------------
+
+_TIMM_LAYERS = {"conv_dw": "dw.conv", "bn1": "dw.bn", "conv_pw": "pw.conv", "bn2": "pw.bn"}
+
+
+def from_timm(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """timm ``mobilenetv1_100`` / ``mobilenetv1_125`` state dict to this package's keys.
+
+    timm's stem is ``conv_stem`` + ``bn1`` and its first stage holds only the 64-channel block,
+    which is block 1 of the core's stage 0.
+    """
+    stem = _blocks()[0]
+    out: Dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        head, _, rest = key.partition(".")
+        if head == "conv_stem":
+            out[f"{stem}.conv.{rest}"] = value
+        elif head == "bn1":
+            out[f"{stem}.bn.{rest}"] = value
+        elif head == "classifier":
+            out[f"fc.{rest}"] = value
+        elif head == "blocks" and rest.count(".") >= 3 and rest.split(".")[2] in _TIMM_LAYERS:
+            stage, index, layer, name = rest.split(".", 3)
+            index = int(index) + 1 if stage == "0" else int(index)
+            out[f"stages.{stage}.{index}.{_TIMM_LAYERS[layer]}.{name}"] = value
+        else:
+            raise IncompatibleWeightsError(
+                f"timm key {key!r} has no counterpart in MobileNetV1: only timm's "
+                f"mobilenetv1_100 / mobilenetv1_125 convert (not the head-conv 'h' variants)")
+    return out
+
+
+# --- nn.Sequential MobileNet of many repositories ----------------------------------------------
+
+_SEQUENTIAL_LAYERS = {"0": "dw.conv", "1": "dw.bn", "3": "pw.conv", "4": "pw.bn"}
+
+
+def from_sequential(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """``model.N.{0,1,3,4}`` + ``fc`` layout to this package's keys.
+
+    ``model.0`` is the stem (conv ``.0``, BN ``.1``); ``model.N`` (N = 1..13) a separable block
+    (depthwise conv ``.0``, BN ``.1``, ReLU ``.2``, pointwise conv ``.3``, BN ``.4``, ReLU ``.5``).
+    These repositories usually use ReLU, not ReLU6: build the model with ``activation="relu"``.
+    """
+    blocks = _blocks()
+    out: Dict[str, Tensor] = {}
+    for key, value in state_dict.items():
+        parts = key.split(".", 3)
+        if parts[0] == "fc":
+            out[key] = value
+            continue
+        if (parts[0] != "model" or len(parts) != 4 or not parts[1].isdigit()
+                or int(parts[1]) >= len(blocks)):
+            raise IncompatibleWeightsError(
+                f"key {key!r} is not of the sequential MobileNet layout model.N.{{0,1,3,4}} + fc "
+                f"(N = 0..{len(blocks) - 1})")
+        n, layer, name = int(parts[1]), parts[2], parts[3]
+        if n == 0 and layer in ("0", "1"):
+            out[f"{blocks[0]}.{'conv' if layer == '0' else 'bn'}.{name}"] = value
+        elif n > 0 and layer in _SEQUENTIAL_LAYERS:
+            out[f"{blocks[n]}.{_SEQUENTIAL_LAYERS[layer]}.{name}"] = value
+        else:
+            raise IncompatibleWeightsError(f"key {key!r}: layer {layer} of model.{n} holds no "
+                                           f"weights in the sequential MobileNet layout")
+    return out
+
+
+# --- this package ------------------------------------------------------------------------------
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def from_plain(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """This package's keys, without ``module.``/``_orig_mod.`` prefixes; from a detector
+    checkpoint (keys ``backbone.stages...``), the backbone's weights."""
+    out = dict(state_dict)
+    for prefix in _WRAPPER_PREFIXES:
+        if out and all(k.startswith(prefix) for k in out):
+            out = {k[len(prefix):]: v for k, v in out.items()}
+    if not any(k.startswith("stages.") for k in out) and any(k.startswith("backbone.stages.")
+                                                            for k in out):
+        out = {k[len("backbone."):]: v for k, v in out.items() if k.startswith("backbone.")}
+    return out
+
+
+def unwrap(checkpoint) -> Dict[str, Tensor]:
+    """The state dict inside a checkpoint (``state_dict``, ``model`` or ``model_state_dict``
+    entries of training checkpoints), wrapper prefixes removed."""
+    if not isinstance(checkpoint, dict):
+        raise CorruptWeightsError(f"expected a state dict, got a {type(checkpoint).__name__}")
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(checkpoint.get(key), dict):
+            checkpoint = checkpoint[key]
+            break
+    state_dict = {k: v for k, v in checkpoint.items() if isinstance(v, Tensor)}
+    if not state_dict:
+        raise CorruptWeightsError(f"no tensors in the checkpoint (keys: {list(checkpoint)[:8]})")
+    return from_plain(state_dict) if any(
+        k.startswith(p) for k in state_dict for p in _WRAPPER_PREFIXES) else state_dict
+
+
+def detect_source(state_dict: Dict[str, Tensor]) -> str:
+    """``"plain"``, ``"timm"`` or ``"sequential"``, from the keys."""
+    keys = list(state_dict)
+    if any(k.startswith(("stages.", "backbone.stages.")) for k in keys):
+        return "plain"
+    if any(k.startswith("conv_stem.") for k in keys):
+        return "timm"
+    if any(k.startswith("model.0.0.") for k in keys):
+        return "sequential"
+    raise IncompatibleWeightsError(
+        f"cannot tell which MobileNetV1 layout these weights use (first keys: {keys[:4]}); "
+        f"expected this package's (stages.*), timm's (conv_stem, blocks.*) or the sequential one "
+        f"(model.N.*); give the source explicitly if it is one of them")
+
+
+_CONVERTERS = {"timm": from_timm, "sequential": from_sequential, "plain": from_plain}
+
+
+def read_file(path: str):
+    """The raw contents of a weights file: Keras layers (``.h5``), a safetensors dict or a
+    (weights-only) torch checkpoint."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file {path!r} does not exist")
+    if path.endswith(".safetensors"):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise ImportError("reading .safetensors weights needs safetensors: "
+                              "pip install safetensors") from None
+        try:
+            return load_file(path)
+        except Exception as exc:  # SafetensorError, OSError, ...
+            raise CorruptWeightsError(
+                f"cannot read {path} as safetensors ({exc}); the file is corrupt or truncated. "
+                f"Download it again.") from None
+    try:
+        return load_checkpoint(path)
+    except CorruptWeightsError:
+        try:  # an mmengine Runner checkpoint (message hub objects) still loads safely
+            from ..mmdet_plugin.checkpoint import load_runner_checkpoint
+            return load_runner_checkpoint(path, "cpu")
+        except Exception:
+            raise CorruptWeightsError(
+                f"cannot read {path}: neither a Keras .h5, a .safetensors file nor a PyTorch "
+                f"checkpoint that loads with weights_only=True; it may be corrupt or truncated"
+            ) from None
+
+
+def convert_file(path: str, source: Optional[str] = None) -> Tuple[Dict[str, Tensor], dict, str]:
+    """Read and convert a weights file: ``(state_dict, model_kwargs, source)``.
+
+    ``source`` (one of :data:`SOURCES`) is detected when not given: ``.h5``/``.hdf5`` files are
+    Keras, others are told apart by their keys. ``model_kwargs`` are the settings the weights
+    need (for this package's own checkpoints, those recorded in them).
+    """
+    if source is not None and source not in SOURCES:
+        raise ValueError(f"unknown weights source {source!r}; choose one of {', '.join(SOURCES)}")
+    path = os.path.expanduser(path)
+    if source == "keras" or (source is None and path.lower().endswith(KERAS_SUFFIXES)):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"weights file {path!r} does not exist")
+        return from_keras(read_keras_h5(path)), dict(KERAS_MODEL_KWARGS), "keras"
+    raw = read_file(path)
+    meta = raw.get("meta") if isinstance(raw, dict) else None
+    state_dict = unwrap(raw)
+    detected = detect_source(state_dict)
+    if source is not None and source != detected:
+        raise IncompatibleWeightsError(
+            f"{path} was given as {source!r} weights but its keys are of the {detected!r} layout "
+            f"(first keys: {list(state_dict)[:3]}); use --from {detected} / source={detected!r}")
+    model_kwargs = dict(SOURCE_MODEL_KWARGS[detected])
+    if isinstance(meta, dict) and meta.get("format") == "mnet_backbone":
+        model_kwargs = dict(meta.get("model_kwargs") or {})
+        detected = meta.get("source", detected)
+        return from_plain(state_dict), model_kwargs, detected
+    return _CONVERTERS[detected](state_dict), model_kwargs, detected
+
+
+def convert_to_file(src: str, dst: str, source: Optional[str] = None,
+                    backbone_only: bool = False) -> dict:
+    """Convert the weights file ``src`` (or a registered entry name) to ``dst``.
+
+    ``dst`` holds ``{'state_dict': ..., 'meta': ...}``: mmengine's ``Pretrained`` init reads it
+    (the backbone's keys are this package's), and so does
+    :func:`mnet_backbone.weights.load_weights`, which also applies the settings recorded in
+    ``meta['model_kwargs']``. Returns the meta data.
+    """
+    from .entries import ENTRIES
+    from . import load_state_dict
+
+    if src in ENTRIES and not os.path.exists(src):
+        entry = ENTRIES[src]
+        if source is not None and source != entry.source:
+            raise IncompatibleWeightsError(f"{src} is a {entry.source!r} entry, not {source!r}")
+        state_dict, model_kwargs, source = (load_state_dict(entry), dict(entry.model_kwargs),
+                                            entry.source)
+    else:
+        state_dict, model_kwargs, source = convert_file(src, source)
+    if backbone_only:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+    stem = state_dict.get(f"{_blocks()[0]}.conv.weight")
+    meta = dict(source=source, converted_from=os.path.basename(src), model_kwargs=model_kwargs,
+                num_classes=int(state_dict["fc.weight"].shape[0]) if "fc.weight" in state_dict
+                else 0,
+                stem_channels=int(stem.shape[0]) if stem is not None else None)
+    save_checkpoint(dst, state_dict, meta)
+    return meta
