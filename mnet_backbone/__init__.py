@@ -24,3 +24,4 @@ def _load_face(package: str, face: str) -> None:
 
 
 _load_face("mmdet", "mmdet_plugin")
+_load_face("torchvision", "tv_models")
