@@ -2,6 +2,7 @@
 import os
 import uuid
 
+from mnet_backbone.mmdet_plugin.tools import dataset_options
 from mnet_backbone.shapes import CLASSES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -14,19 +15,13 @@ def config_path(name: str) -> str:
 
 def tiny_options(config: str, data_root: str, epochs: int = 1, batch_size: int = 4) -> list:
     """--cfg-options that point a shipped config at the tiny shapes set and keep runs short."""
-    ann = os.path.join(data_root, 'annotations', 'instances_{}2017.json')
-    classes = '[' + ','.join(f"'{c}'" for c in CLASSES) + ']'
-    opts = [f'experiment_name=test_{uuid.uuid4().hex[:8]}',
+    opts = dataset_options(data_root, CLASSES) + [
+            f'experiment_name=test_{uuid.uuid4().hex[:8]}',
             f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1',
             'default_hooks.logger.interval=1', 'log_processor.window_size=1']
     for split in ('train', 'val', 'test'):
         loader = f'{split}_dataloader'
-        opts += [f'{loader}.dataset.data_root={data_root}/',
-                 f'{loader}.dataset.metainfo.classes={classes}',
-                 f'{loader}.batch_size={batch_size}', f'{loader}.num_workers=0',
+        opts += [f'{loader}.batch_size={batch_size}', f'{loader}.num_workers=0',
                  f'{loader}.persistent_workers=False']
     head = 'model.roi_head.bbox_head' if 'rcnn' in config else 'model.bbox_head'
-    opts += [f'{head}.num_classes={len(CLASSES)}',
-             f'val_evaluator.ann_file={ann.format("val")}',
-             f'test_evaluator.ann_file={ann.format("val")}']
-    return opts
+    return opts + [f'{head}.num_classes={len(CLASSES)}']

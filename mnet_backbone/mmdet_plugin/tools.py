@@ -8,7 +8,7 @@ distributed runs without a GPU use gloo instead of nccl.
 import argparse
 import os
 import os.path as osp
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 import torch
 from mmengine.config import Config, DictAction
@@ -61,6 +61,21 @@ def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
                         f'the config at it, e.g. --cfg-options '
                         f'{split}_dataloader.dataset.data_root=/path/to/coco/, or generate the '
                         f'demo set: python tools/make_shapes_dataset.py')
+
+
+def dataset_options(data_root: str, classes: Optional[Sequence[str]] = None) -> List[str]:
+    """``--cfg-options`` that point a config's train/val/test data and evaluators at a COCO-layout
+    folder (``annotations/instances_{train,val}2017.json``, ``{train,val}2017/``)."""
+    data_root = data_root.rstrip('/') + '/'
+    opts = []
+    for split in ('train', 'val', 'test'):
+        opts.append(f'{split}_dataloader.dataset.data_root={data_root}')
+        if classes is not None:
+            opts.append(f'{split}_dataloader.dataset.metainfo.classes='
+                        + '[' + ','.join(f"'{c}'" for c in classes) + ']')
+    ann = osp.join(data_root, 'annotations', 'instances_val2017.json')
+    opts += [f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
+    return opts
 
 
 def _common_args(parser: argparse.ArgumentParser) -> None:

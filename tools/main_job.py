@@ -1,0 +1,129 @@
+"""The main job: train SSDLite-MobileNetV1 on the generated shapes set, evaluate it, show it.
+
+    python tools/main_job.py                       # data/shapes, work_dirs/main_job
+    python tools/main_job.py --alpha 0.75 --epochs 30
+    python tools/main_job.py --nproc 2             # 2-process data-parallel (torchrun)
+
+Steps: generate the data set if it is missing, ``tools/train.py`` (or ``tools/dist_train.sh``),
+``tools/test.py``-equivalent evaluation with the COCO metric, then drawn predictions and curves.
+"""
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--config', default=osp.join(ROOT, 'configs', 'ssdlite320_mnet_shapes.py'))
+    p.add_argument('--data', default='data/shapes', help='shapes data set folder (made if missing)')
+    p.add_argument('--work-dir', default='work_dirs/main_job')
+    p.add_argument('--epochs', type=int, help='training epochs (default: the config\'s)')
+    p.add_argument('--alpha', type=float, help='width multiplier (default: the config\'s)')
+    p.add_argument('--batch-size', type=int, help='images per process and step')
+    p.add_argument('--nproc', type=int, default=1, help='processes for data-parallel training')
+    p.add_argument('--num-train', type=int, default=800, help='images to generate (train)')
+    p.add_argument('--num-val', type=int, default=200, help='images to generate (val)')
+    p.add_argument('--image-size', type=int, default=320, help='generated image side (px)')
+    p.add_argument('--num-drawn', type=int, default=6, help='val images to draw')
+    p.add_argument('--cfg-options', nargs='+', default=[], help='extra key=value overrides')
+    return p.parse_args(argv)
+
+
+def model_options(config: str, alpha: float):
+    """Options that set the backbone width and the neck/head input widths that follow from it."""
+    from mmengine.config import Config
+    from mnet_backbone.model import scale_channels
+
+    cfg = Config.fromfile(config)
+    stages = cfg.model.backbone.out_indices
+    widths = [scale_channels(c, alpha) for c in (64, 128, 256, 512, 1024)]
+    ins = [widths[i] for i in stages]
+    outs = ins + list(cfg.model.neck.out_channels[len(ins):])
+    fmt = lambda xs: '(' + ','.join(map(str, xs)) + ')'  # noqa: E731
+    return [f'model.backbone.alpha={alpha}', f'model.neck.in_channels={fmt(ins)}',
+            f'model.neck.out_channels={fmt(outs)}', f'model.bbox_head.in_channels={fmt(outs)}']
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from mnet_backbone.mmdet_plugin import report
+    from mnet_backbone.mmdet_plugin.tools import dataset_options, run_cli, test
+    from mnet_backbone.shapes import ShapesSpec, is_complete, make_shapes_dataset
+
+    start = time.time()
+    if not is_complete(args.data):
+        print(f'[main job] generating the shapes data set in {args.data}', flush=True)
+        make_shapes_dataset(args.data, ShapesSpec(num_train=args.num_train, num_val=args.num_val,
+                                                  image_size=(args.image_size,) * 2))
+    opts = dataset_options(args.data) + list(args.cfg_options)
+    if args.epochs:
+        opts += [f'train_cfg.max_epochs={args.epochs}',
+                 f'param_scheduler.1.T_max={args.epochs}', f'param_scheduler.1.end={args.epochs}',
+                 f'train_cfg.val_interval={max(1, args.epochs // 4)}']
+    if args.alpha:
+        opts += model_options(args.config, args.alpha)
+    if args.batch_size:
+        opts += [f'train_dataloader.batch_size={args.batch_size}']
+
+    if args.nproc > 1:
+        train_cmd = ['bash', osp.join(ROOT, 'tools', 'dist_train.sh'), args.config, str(args.nproc)]
+    else:
+        train_cmd = [sys.executable, osp.join(ROOT, 'tools', 'train.py'), args.config]
+    train_cmd += ['--work-dir', args.work_dir, '--cfg-options', *opts]
+    print(f'[main job] training: {" ".join(train_cmd[:4])} ...', flush=True)
+    env = dict(os.environ, PYTHON=sys.executable)
+    if subprocess.run(train_cmd, env=env).returncode != 0:
+        print('[main job] training failed (see the log above)', file=sys.stderr)
+        return 1
+    train_time = time.time() - start
+
+    with open(osp.join(args.work_dir, 'last_checkpoint')) as f:
+        checkpoint = f.read().strip()
+    print(f'[main job] evaluating {checkpoint}', flush=True)
+    results = {}
+    code = run_cli(lambda a: results.update(test(a)), [
+        args.config, checkpoint, '--work-dir', args.work_dir, '--cfg-options', *opts,
+        'test_evaluator.classwise=True'])
+    if code:
+        return code
+    classwise = {k[len('coco/'):-len('_precision')]: v for k, v in results.items()
+                 if k.endswith('_precision')}
+    metrics = {k: v for k, v in results.items() if not k.endswith('_precision')}
+
+    out = {}
+    ann = osp.join(args.data, 'annotations', 'instances_val2017.json')
+    option_dict = _options_to_dict(opts)
+    drawn = report.draw_predictions(args.config, checkpoint, ann, osp.join(args.data, 'val2017'),
+                                    osp.join(args.work_dir, 'predictions'), args.num_drawn,
+                                    cfg_options=option_dict)
+    out['predictions'] = report.contact_sheet(drawn, osp.join(args.work_dir, 'predictions.png'))
+    out['curves'] = report.plot_curves(args.work_dir, osp.join(args.work_dir, 'curves.png'))
+    out['metrics'] = osp.join(args.work_dir, 'metrics.json')
+    total = time.time() - start
+    with open(out['metrics'], 'w') as f:
+        json.dump(dict(metrics=metrics, classwise=classwise, checkpoint=checkpoint,
+                       train_seconds=round(train_time, 1), total_seconds=round(total, 1),
+                       options=opts), f, indent=2)
+
+    print('\n' + report.format_metrics(metrics, classwise))
+    print(f'\n[main job] done in {total / 60:.1f} min (training {train_time / 60:.1f} min). '
+          f'bbox mAP@[.5:.95] = {metrics.get("coco/bbox_mAP", float("nan")):.3f}')
+    print(f'  metrics:     {out["metrics"]}\n  curves:      {out["curves"]}\n'
+          f'  predictions: {out["predictions"]} (green: truth, red: predicted)\n'
+          f'  checkpoint:  {checkpoint}\n  logs:        {args.work_dir}/<timestamp>/')
+    return 0
+
+
+def _options_to_dict(opts):
+    from mmengine.config import DictAction
+    return {k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in opts)}
+
+
+if __name__ == '__main__':
+    sys.exit(main())
