@@ -10,7 +10,7 @@ it to the same block plan the model is built from (:func:`mnet_backbone.model.pl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import nn
@@ -81,8 +81,13 @@ def share_by_kind(layers: List[LayerCost]) -> Dict[str, Tuple[float, float]]:
 
 
 @torch.no_grad()
-def measure(model: nn.Module, resolution: int = 224) -> Cost:
-    """Count a real model with forward hooks on its Conv2d and Linear layers (paper's rule)."""
+def measure(model: nn.Module, resolution: int = 224,
+            forward: Optional[Callable[[nn.Module, torch.Tensor], object]] = None) -> Cost:
+    """Count a real model with forward hooks on its Conv2d and Linear layers (paper's rule).
+
+    ``forward(model, x)`` runs the model on a (1, 3, resolution, resolution) zero input; the
+    default is ``model(x)`` (a detector passes e.g. its tensor-only forward).
+    """
     mult_adds = 0
     params = 0
 
@@ -100,7 +105,8 @@ def measure(model: nn.Module, resolution: int = 224) -> Cost:
     try:
         model.eval()
         param = next(model.parameters())
-        model(torch.zeros(1, 3, resolution, resolution, dtype=param.dtype, device=param.device))
+        x = torch.zeros(1, 3, resolution, resolution, dtype=param.dtype, device=param.device)
+        (forward or (lambda m, inp: m(inp)))(model, x)
     finally:
         model.train(was_training)
         for h in handles:
