@@ -29,7 +29,7 @@ from .hub import (CorruptWeightsError, HashMismatchError, IncompatibleWeightsErr
                   cached_conversion)
 
 __all__ = ["WeightEntry", "ENTRIES", "get_entry", "register", "load_state_dict", "load_weights",
-           "mobilenet_v1", "resolve_weights", "apply_model_kwargs", "convert_file",
+           "mobilenet_v1", "resolve_weights", "apply_model_kwargs", "check_fit", "convert_file",
            "convert_to_file", "from_keras", "from_timm", "from_sequential", "from_plain",
            "read_keras_h5", "cache_dir", "SOURCES", "WeightsError", "UnknownEntryError",
            "WeightsDownloadError", "HashMismatchError", "CorruptWeightsError",
@@ -101,7 +101,7 @@ def apply_model_kwargs(model: nn.Module, model_kwargs: Mapping, what: str = "the
     if activation is not None and units:
         wanted = {"relu6": nn.ReLU6, "relu": nn.ReLU}[activation]
         actual = type(units[0].act)
-        if actual is not wanted:
+        if not isinstance(units[0].act, wanted):
             raise IncompatibleWeightsError(
                 f"{what} were trained with {wanted.__name__} but the model uses "
                 f"{actual.__name__}; build it with activation={activation!r} (mmdet: "
@@ -135,7 +135,7 @@ def _alpha_hint(state_dict: Mapping[str, Tensor]) -> str:
     return f" (the weights' stem has {stem.shape[0]} channels: alpha={stem.shape[0] / 32:g})"
 
 
-def _check_fit(model: nn.Module, state_dict: Mapping[str, Tensor], what: str,
+def check_fit(model: nn.Module, state_dict: Mapping[str, Tensor], what: str,
                strict: bool) -> None:
     """Raise IncompatibleWeightsError at the first layer whose shape differs, and (strict) at
     the first missing or unexpected key."""
@@ -184,7 +184,7 @@ def load_weights(model: nn.Module, weights: WeightsLike, backbone_only: bool = F
         own = model.state_dict()
         if strict and any(k.startswith("fc.") for k in own):
             state_dict.update({k: v for k, v in own.items() if k.startswith("fc.")})
-    _check_fit(model, state_dict, what, strict)
+    check_fit(model, state_dict, what, strict)
     apply_model_kwargs(model, model_kwargs, what)
     return model.load_state_dict(state_dict, strict=strict)
 

@@ -27,7 +27,8 @@ from torch import Tensor
 
 from ..model import TABLE_1
 from .entries import KERAS_MODEL_KWARGS, TIMM_MODEL_KWARGS
-from .hub import CorruptWeightsError, IncompatibleWeightsError, load_checkpoint, save_checkpoint
+from .hub import (CorruptWeightsError, IncompatibleWeightsError, UnknownEntryError,
+                  load_checkpoint, save_checkpoint)
 
 __all__ = ["SOURCES", "read_keras_h5", "from_keras", "from_timm", "from_sequential", "from_plain",
            "detect_source", "unwrap", "read_file", "convert_file", "convert_to_file",
@@ -295,6 +296,9 @@ def convert_file(path: str, source: Optional[str] = None) -> Tuple[Dict[str, Ten
     if source is not None and source not in SOURCES:
         raise ValueError(f"unknown weights source {source!r}; choose one of {', '.join(SOURCES)}")
     path = os.path.expanduser(path)
+    if source not in (None, "keras") and path.lower().endswith(KERAS_SUFFIXES):
+        raise IncompatibleWeightsError(f"{path} is a Keras HDF5 file, not {source!r} weights; "
+                                       f"use --from keras / source='keras'")
     if source == "keras" or (source is None and path.lower().endswith(KERAS_SUFFIXES)):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"weights file {path!r} does not exist")
@@ -333,6 +337,9 @@ def convert_to_file(src: str, dst: str, source: Optional[str] = None,
             raise IncompatibleWeightsError(f"{src} is a {entry.source!r} entry, not {source!r}")
         state_dict, model_kwargs, source = (load_state_dict(entry), dict(entry.model_kwargs),
                                             entry.source)
+    elif not os.path.exists(os.path.expanduser(src)):
+        raise UnknownEntryError(f"{src!r} is neither an existing file nor a registered entry; "
+                                f"valid entries: {', '.join(ENTRIES)}")
     else:
         state_dict, model_kwargs, source = convert_file(src, source)
     if backbone_only:

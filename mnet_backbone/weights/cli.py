@@ -1,0 +1,44 @@
+"""Command line of ``tools/convert_weights.py`` (a function, so the tests call it too)."""
+import argparse
+import sys
+from typing import List, Optional
+
+from .convert import SOURCES, convert_to_file
+from .entries import ENTRIES
+from .hub import WeightsError
+
+USAGE = """Convert MobileNetV1 weights to this package's checkpoint format.
+
+  python tools/convert_weights.py mobilenet_1_0_224_tf.h5 mnet_keras_1.0_224.pth --from keras
+  python tools/convert_weights.py model.safetensors mnet_timm.pth --from timm
+  python tools/convert_weights.py keras_0.5_160 mnet_0.5_160.pth      # a registered entry
+
+The output ({'state_dict', 'meta'}) loads with mmdet's init_cfg=dict(type='Pretrained',
+checkpoint=...), with mnet_backbone.weights.load_weights / mobilenet_v1(weights=PATH) and the
+torchvision builders. Keras weights need tf_padding=True and BN eps 1e-3 (recorded in 'meta';
+in an mmdet config set them on the backbone, or use checkpoint='mnet://PATH', which does it).
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=USAGE, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("src", help="weights file (.h5, .safetensors, .pth, .bin) or entry name "
+                               f"({', '.join(list(ENTRIES)[:2])}, ...)")
+    p.add_argument("dst", help="output checkpoint (.pth)")
+    p.add_argument("--from", dest="source", choices=SOURCES,
+                   help="the source's layout (default: detected from the file)")
+    p.add_argument("--backbone-only", action="store_true", help="leave the classifier out")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        meta = convert_to_file(args.src, args.dst, args.source, args.backbone_only)
+    except (WeightsError, FileNotFoundError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    settings = ", ".join(f"{k}={v!r}" for k, v in meta["model_kwargs"].items()) or "defaults"
+    print(f"wrote {args.dst}: {meta['source']} weights, stem {meta['stem_channels']} channels, "
+          f"{meta['num_classes'] or 'no'} classes; model settings: {settings}")
+    return 0

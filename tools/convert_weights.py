@@ -1,0 +1,8 @@
+"""Convert MobileNetV1 weights (Keras .h5, timm, sequential or plain PyTorch) to this package's
+checkpoint format: ``python tools/convert_weights.py SRC DST [--from keras|timm|sequential]``."""
+import sys
+
+from mnet_backbone.weights.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
