@@ -7,6 +7,7 @@ from .backbone import MobileNetV1
 from .checkpoint import allow_mmengine_checkpoints
 from .heads import SSDHeadPatched
 from .optim import CPUAmpOptimWrapper
+from .pretrained import load_from_mnet  # noqa: F401  (registers the mnet:// scheme)
 
 allow_mmengine_checkpoints()
 

@@ -56,5 +56,12 @@ class MobileNetV1(core.MobileNetV1, BaseModule):
         # BaseModule.__init__ ran inside the core's super().__init__() with no init_cfg.
         self.init_cfg = copy.deepcopy(init_cfg)
 
+    def init_weights(self) -> None:
+        # mnet:// weights: check they fit, switch padding / BN eps to theirs (Keras: TF SAME, 1e-3).
+        from .pretrained import prepare_pretrained
+        if self.init_cfg is not None:
+            prepare_pretrained(self, self.init_cfg)
+        super().init_weights()
+
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         return tuple(self.forward_features(x))
