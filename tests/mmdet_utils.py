@@ -6,7 +6,9 @@ from mnet_backbone.mmdet_plugin.tools import dataset_options
 from mnet_backbone.shapes import CLASSES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIGS = sorted(f for f in os.listdir(os.path.join(ROOT, 'configs')) if f.endswith('.py'))
+# Detection configs (classification configs are named mnet_cls_*).
+CONFIGS = sorted(f for f in os.listdir(os.path.join(ROOT, 'configs'))
+                 if f.endswith('.py') and not f.startswith('mnet_cls'))
 
 
 def config_path(name: str) -> str:
