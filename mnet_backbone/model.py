@@ -48,8 +48,8 @@ TABLE_1: Tuple[Tuple[Tuple[bool, int, int], ...], ...] = (
     ((True, 1024, 2), (True, 1024, 1)),
 )
 STAGE_STRIDES = (2, 4, 8, 16, 32)
-# Blocks of stage 3 that Table 5's shallow MobileNet removes (the 5 x 14x14x512 layers).
-SHALLOW_REMOVED = (3, slice(1, 6))
+# Table 5's shallow MobileNet keeps only the stride-2 block of stage 3 (drops the 5 x 14x14x512).
+SHALLOW_STAGE = 3
 # The paper's resolution multipliers rho = 1, 6/7, 5/7, 4/7 of 224.
 PAPER_RHOS = (1.0, 0.857, 0.714, 0.571)
 PAPER_RESOLUTIONS = (224, 192, 160, 128)
@@ -98,8 +98,8 @@ def plan_blocks(alpha: float = 1.0, separable: bool = True, shallow: bool = Fals
         raise ValueError(f"alpha (width multiplier) must be a number > 0, got {alpha!r}")
     stages: List[List[BlockSpec]] = []
     for stage, rows in enumerate(TABLE_1):
-        if shallow and stage == SHALLOW_REMOVED[0]:
-            rows = rows[:SHALLOW_REMOVED[1].start] + rows[SHALLOW_REMOVED[1].stop:]
+        if shallow and stage == SHALLOW_STAGE:
+            rows = rows[:1]
         blocks = []
         for is_separable, channels, stride in rows:
             out_channels = scale_channels(channels, alpha)
