@@ -29,7 +29,14 @@ from conftest import has
 
 KERAS_CASES = [(0.25, 128), (0.25, 224), (1.0, 128), (1.0, 224)]  # two alphas x two sizes
 KERAS_TOL, TIMM_TOL = 1e-4, 1e-5
-RESULTS = {}  # max |logit difference| per case, printed at the end of the module
+RESULTS = {}  # max |logit difference| per case, printed at the end of the module (pytest -s)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _report_parity():
+    yield
+    for case, diff in RESULTS.items():
+        print(f"\nmax |logits - peer logits| {case}: {diff:.3g}", end="")
 
 
 def _randomize_bn_torch(model, seed=0, size=96):
@@ -77,6 +84,7 @@ def keras_files(keras, tmp_path_factory):
     """{(alpha, res): (legacy .h5 path, NCHW input, Keras logits)} of random Keras MobileNets."""
     root = tmp_path_factory.mktemp("keras")
     rng = np.random.default_rng(0)
+    keras.utils.set_random_seed(0)  # Keras' own initialisers: reproducible numbers
     files = {}
     for alpha, res in KERAS_CASES:
         model = keras.applications.MobileNet(weights=None, alpha=alpha, input_shape=(res, res, 3),
@@ -466,9 +474,3 @@ def test_convert_tool(mmdet_models, keras_files, tmp_path, capsys):
         assert (backbone.eval()(x)[0] - model.forward_features(x)[-1]).abs().max() < 1e-5
     assert convert_main([path, out, "--from", "timm"]) == 2
     assert "Keras HDF5 file" in capsys.readouterr().err
-
-
-def test_zz_report_parity():
-    """Prints the measured differences (run with -s to see them)."""
-    for case, diff in RESULTS.items():
-        print(f"max |logits - peer logits| {case}: {diff:.3g}")

@@ -17,7 +17,6 @@ import os
 import warnings
 from typing import Dict, Mapping, Optional, Tuple, Union
 
-import torch
 from torch import Tensor, nn
 
 from ..model import MobileNetV1

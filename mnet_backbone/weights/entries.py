@@ -117,7 +117,7 @@ for _alpha, _text in _KERAS_ALPHA_TEXT.items():
                    "mobilenet_v1.md",
             docs=_keras_docs(_alpha, _res)))
 
-# --- timm: MobileNetV1 retrained with the MobileNetV4 "ra4" recipe ---------------------------------
+# --- timm: MobileNetV1 retrained with the MobileNetV4 "ra4" recipe --------------------------------
 
 _TIMM_RECIPE = "https://huggingface.co/blog/rwightman/mobilenet-baselines"
 register(WeightEntry(
