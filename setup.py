@@ -23,6 +23,8 @@ setup(
         "mmdet": ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools",
                   "setuptools>=77,<82"],
         "torchvision": ["torchvision>=0.15"],
+        # Reading Google's Keras HDF5 and timm's safetensors ImageNet weights.
+        "weights": ["h5py", "safetensors"],
         # Test-only peers: the parity tests compare against timm and Keras 3 (torch backend).
         "dev": ["pytest", "matplotlib", "timm", "keras>=3", "h5py", "safetensors"],
     },

@@ -55,8 +55,8 @@ else
     fi
 fi
 
-log "mnet-backbone (editable) with mmdet and dev extras"
-"${PIP[@]}" -q -e "$ROOT[mmdet,dev]"
+log "mnet-backbone (editable) with its mmdet, torchvision, weights and dev extras"
+"${PIP[@]}" -q -e "$ROOT[mmdet,torchvision,weights,dev]"
 
 "$PY" -c "import torch, mmcv, mmdet, mnet_backbone; print('torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__)"
 log "done: activate with 'source $VENV/bin/activate'"
