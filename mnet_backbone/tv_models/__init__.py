@@ -8,8 +8,8 @@ Imported by ``import mnet_backbone`` when torchvision is installed. It then
   ``torchvision.models.get_model``, ``list_models``, ``get_model_builder`` and
   ``get_model_weights`` know them;
 * sets them, with their weights enums, on ``torchvision.models`` and
-  ``torchvision.models.detection`` (so ``torchvision.models.get_weight("MobileNet_V1_Weights.DEFAULT")``
-  works too).
+  ``torchvision.models.detection`` (so
+  ``torchvision.models.get_weight("MobileNet_V1_Weights.DEFAULT")`` works too).
 
 Names that torchvision or another package already uses are left alone (a ``RuntimeWarning`` says
 so). ``list_models(module=torchvision.models)`` filters by the builder's defining module, so it

@@ -25,8 +25,12 @@ def _describe(obj: Any) -> str:
 
 
 def _same_origin(a: Any, b: Any) -> bool:
-    return (a is b or (getattr(a, "__module__", None) == getattr(b, "__module__", object())
-                       and getattr(a, "__qualname__", None) == getattr(b, "__qualname__", object())))
+    """Same object, or the same definition (module and qualified name) loaded again."""
+    if a is b:
+        return True
+    missing = object()
+    return all(getattr(a, attr, None) == getattr(b, attr, missing)
+               for attr in ("__module__", "__qualname__"))
 
 
 def builtin_models() -> MutableMapping[str, Callable]:

@@ -19,12 +19,12 @@ from collections import OrderedDict
 from functools import partial
 from typing import Any, Callable, Dict, List, Optional
 
-import torch
 from torch import Tensor, nn
 from torchvision.models.detection.anchor_utils import AnchorGenerator, DefaultBoxGenerator
 from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.ops import misc as misc_nn_ops
-from torchvision.ops.feature_pyramid_network import ExtraFPNBlock, FeaturePyramidNetwork, LastLevelMaxPool
+from torchvision.ops.feature_pyramid_network import (ExtraFPNBlock, FeaturePyramidNetwork,
+                                                     LastLevelMaxPool)
 
 from ..model import TABLE_1, MobileNetV1
 from . import _compat
@@ -143,14 +143,14 @@ def validate_trainable_layers(is_trained: bool, trainable_backbone_layers: Optio
     if not is_trained:
         if trainable_backbone_layers is not None:
             warnings.warn(
-                "Changing trainable_backbone_layers has no effect if neither pretrained nor "
-                "pretrained_backbone have been set to True, falling back to "
+                "Changing trainable_backbone_layers has no effect if neither weights nor "
+                "weights_backbone are given (nothing pretrained to keep), falling back to "
                 f"trainable_backbone_layers={max_value} so that all layers are trainable")
         trainable_backbone_layers = max_value
     if trainable_backbone_layers is None:
         trainable_backbone_layers = default_value
-    if (isinstance(trainable_backbone_layers, bool) or not isinstance(trainable_backbone_layers, int)
-            or not 0 <= trainable_backbone_layers <= max_value):
+    value = trainable_backbone_layers
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= max_value:
         raise ValueError(f"Trainable backbone layers should be in the range [0,{max_value}], "
                          f"got {trainable_backbone_layers}")
     return trainable_backbone_layers
