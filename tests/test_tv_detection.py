@@ -42,7 +42,8 @@ pytestmark = pytest.mark.filterwarnings(
 # scaled size differently, which is torchvision's own behaviour). SSDs resize to 300/320 anyway.
 _FEWER_ROIS = dict(rpn_post_nms_top_n_train=200, box_batch_size_per_image=64)
 CASES = {
-    "ssd300_mobilenet_v1": (dict(), [(120, 120), (96, 150)]),
+    "ssd300_mobilenet_v1": (dict(backbone_kwargs=dict(tf_padding=True, bn_eps=1e-3)),
+                            [(120, 120), (96, 150)]),
     "ssdlite320_mobilenet_v1": (dict(), [(128, 128), (100, 130)]),
     "fasterrcnn_mobilenet_v1_320_fpn": (_FEWER_ROIS, [(320, 320), (320, 384)]),
     "fasterrcnn_mobilenet_v1_fpn": (dict(min_size=192, max_size=384, rpn_post_nms_top_n_test=150,

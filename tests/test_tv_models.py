@@ -271,8 +271,11 @@ def test_builder_loads_through_the_weights_module(fake_download):
     assert model.alpha == 0.25 and model.tf_padding
     assert {m.eps for m in model.modules() if isinstance(m, nn.BatchNorm2d)} == {1e-3}
     assert model.fc.out_features == 1000
-    # agreeing arguments are fine; the same weights by member
-    mobilenet_v1(weights=w, num_classes=1000, alpha=0.25, tf_padding=True)
+    # agreeing arguments are fine; a custom norm layer keeps the weights' BN eps
+    from torchvision.ops.misc import FrozenBatchNorm2d
+    model = mobilenet_v1(weights=w, num_classes=1000, alpha=0.25, tf_padding=True,
+                         norm_layer=FrozenBatchNorm2d)
+    assert {m.eps for m in model.modules() if isinstance(m, FrozenBatchNorm2d)} == {1e-3}
 
 
 def test_builder_reads_the_weights_cache(tmp_path, monkeypatch):

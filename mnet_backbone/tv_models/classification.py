@@ -229,6 +229,9 @@ def mobilenet_v1(*, weights: Optional[MobileNet_V1_Weights] = None, progress: bo
         overwrite_named_param(kwargs, "num_classes", len(weights.meta["categories"]), weights)
         for key, value in entry_model_kwargs(weights.entry).items():
             overwrite_named_param(kwargs, key, value, weights)
+        if kwargs.get("norm_layer") is not None and "bn_eps" in kwargs:
+            # the core ignores bn_eps when given a norm_layer: keep the trained epsilon anyway
+            kwargs["norm_layer"] = functools.partial(kwargs["norm_layer"], eps=kwargs["bn_eps"])
     model = MobileNetV1(**kwargs)
     if weights is not None:
         model.load_state_dict(weights.get_state_dict(progress=progress, check_hash=True))
