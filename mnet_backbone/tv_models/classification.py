@@ -5,6 +5,10 @@ entry ``keras_1.0_224``), plus ``DEFAULT``. Each member is a torchvision ``Weigh
 follows torchvision's schema; downloading, verifying and converting is left to
 :func:`mnet_backbone.weights.load_state_dict`.
 
+The enum is built when this module is imported: entries registered later with
+:func:`mnet_backbone.weights.register` are not members (``make_weights_enum(ENTRIES)`` builds an
+enum that has them).
+
 No ``from __future__ import annotations`` here: ``torchvision.models.get_model_weights`` reads
 the enum from the builder's *evaluated* ``weights`` annotation.
 """
