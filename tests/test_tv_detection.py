@@ -26,7 +26,7 @@ from mnet_backbone import weights as weights_mod  # noqa: E402
 from mnet_backbone.cost import layer_costs  # noqa: E402
 from mnet_backbone.model import plan_blocks  # noqa: E402
 from mnet_backbone.tv_models import (MobileNet_V1_Weights, MobileNetV1Features,  # noqa: E402
-                                     MobileNetV1FPN, UnknownWeightsError,
+                                     MobileNetV1FPN, PointwiseSSDHead, UnknownWeightsError,
                                      fasterrcnn_mobilenet_v1_320_fpn, mobilenet_v1_backbone,
                                      ssd300_mobilenet_v1, ssdlite320_mobilenet_v1)
 from mnet_backbone.tv_models.classification import entry_model_kwargs  # noqa: E402
@@ -258,10 +258,18 @@ def test_architecture_as_torchvision_builds_it():
         == (0.001, 0.55, 300, 300)
     assert lite.transform.image_mean == [0.5, 0.5, 0.5] and lite.transform.fixed_size == (320, 320)
 
-    ssd = ssd300_mobilenet_v1(num_classes=4).eval()  # alpha 1: TF ssd_mobilenet_v1's depths
-    assert isinstance(ssd.head, SSDHead)
+    ssd = ssd300_mobilenet_v1(num_classes=81).eval()  # alpha 1: TF ssd_mobilenet_v1's depths
+    assert isinstance(ssd.head, PointwiseSSDHead) and isinstance(ssd.head, SSDHead)
+    assert {m.kernel_size for m in ssd.head.modules() if isinstance(m, nn.Conv2d)} == {(1, 1)}
     assert [tuple(v.shape[1:]) for v in ssd.backbone(torch.rand(1, 3, 300, 300)).values()] == [
         (512, 19, 19), (1024, 10, 10), (512, 5, 5), (256, 3, 3), (256, 2, 2), (128, 1, 1)]
+    assert ssd.anchor_generator.num_anchors_per_location() == [6] * 6
+    # the paper's Table 13: SSD300 MobileNet has 6.8M parameters (COCO: 80 classes + background)
+    assert round(sum(p.numel() for p in ssd.parameters()) / 1e6, 1) == 6.8
+    ssd3 = ssd300_mobilenet_v1(num_classes=4, alpha=0.25, predictor_kernel_size=3)
+    assert type(ssd3.head) is SSDHead
+    with pytest.raises(ValueError, match="predictor_kernel_size must be 1 or 3"):
+        ssd300_mobilenet_v1(alpha=0.25, predictor_kernel_size=5)
 
     rcnn = fasterrcnn_mobilenet_v1_320_fpn(num_classes=4, alpha=0.25)
     assert isinstance(rcnn.backbone, MobileNetV1FPN)

@@ -24,7 +24,7 @@ from .classification import MobileNet_V1_Weights, UnknownWeightsError, mobilenet
 from .detection import (BUILDERS as _DETECTION_BUILDERS, WEIGHTS_ENUMS as _DETECTION_ENUMS,
                         FasterRCNN_MobileNet_V1_320_FPN_Weights,
                         FasterRCNN_MobileNet_V1_FPN_Weights, MobileNetV1Features, MobileNetV1FPN,
-                        MobileNetV1LastStage, SSD300_MobileNet_V1_Weights,
+                        MobileNetV1LastStage, PointwiseSSDHead, SSD300_MobileNet_V1_Weights,
                         SSDLite320_MobileNet_V1_Weights, fasterrcnn_mobilenet_v1_320_fpn,
                         fasterrcnn_mobilenet_v1_fpn, mobilenet_v1_backbone, ssd300_mobilenet_v1,
                         ssdlite320_mobilenet_v1)
@@ -35,7 +35,7 @@ __all__ = [
     "fasterrcnn_mobilenet_v1_320_fpn", "SSD300_MobileNet_V1_Weights",
     "SSDLite320_MobileNet_V1_Weights", "FasterRCNN_MobileNet_V1_FPN_Weights",
     "FasterRCNN_MobileNet_V1_320_FPN_Weights", "mobilenet_v1_backbone",
-    "MobileNetV1Features", "MobileNetV1FPN", "MobileNetV1LastStage",
+    "MobileNetV1Features", "MobileNetV1FPN", "MobileNetV1LastStage", "PointwiseSSDHead",
     "ModelRegistrationError", "UnknownWeightsError", "BUILDERS", "install", "uninstall",
 ]
 

@@ -20,6 +20,8 @@ REQUIRED = (
     ("torchvision.models._meta", "_IMAGENET_CATEGORIES"),
     ("torchvision.transforms._presets", "ImageClassification"),
     ("torchvision.models.detection.ssd", "SSD"),
+    ("torchvision.models.detection.ssd", "SSDHead"),
+    ("torchvision.models.detection.ssd", "SSDScoringHead"),
     ("torchvision.models.detection.ssdlite", "SSDLiteHead"),
     ("torchvision.models.detection.ssdlite", "_extra_block"),
     ("torchvision.models.detection.ssdlite", "_normal_init"),

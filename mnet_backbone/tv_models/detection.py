@@ -35,7 +35,8 @@ _TV = _compat.load()
 SSD = _TV.SSD
 
 __all__ = [
-    "MobileNetV1Features", "MobileNetV1FPN", "MobileNetV1LastStage", "mobilenet_v1_backbone",
+    "MobileNetV1Features", "MobileNetV1FPN", "MobileNetV1LastStage", "PointwiseSSDHead",
+    "mobilenet_v1_backbone",
     "ssd300_mobilenet_v1", "ssdlite320_mobilenet_v1", "fasterrcnn_mobilenet_v1_fpn",
     "fasterrcnn_mobilenet_v1_320_fpn", "SSD300_MobileNet_V1_Weights",
     "SSDLite320_MobileNet_V1_Weights", "FasterRCNN_MobileNet_V1_FPN_Weights",
@@ -300,6 +301,23 @@ def _ssd_extra_block(in_channels: int, out_channels: int,
                          conv(out_channels // 2, out_channels, kernel_size=3, stride=2))
 
 
+class PointwiseSSDHead(_TV.SSDHead):
+    """torchvision's ``SSDHead`` with 1x1 instead of 3x3 class/box predictors (TF's
+    ``ssd_mobilenet_v1`` box predictor, the paper's 6.8M-parameter SSD300)."""
+
+    def __init__(self, in_channels: List[int], num_anchors: List[int], num_classes: int):
+        nn.Module.__init__(self)  # SSDHead.__init__ would build the 3x3 predictors
+
+        def predictors(columns: int) -> nn.ModuleList:
+            convs = nn.ModuleList(nn.Conv2d(c, columns * a, kernel_size=1)
+                                  for c, a in zip(in_channels, num_anchors))
+            _xavier_init(convs)
+            return convs
+
+        self.classification_head = _TV.SSDScoringHead(predictors(num_classes), num_classes)
+        self.regression_head = _TV.SSDScoringHead(predictors(4), 4)
+
+
 def _xavier_init(module: nn.Module) -> None:
     for layer in module.modules():
         if isinstance(layer, nn.Conv2d):
@@ -326,7 +344,10 @@ def _ssd(*, lite: bool, size: int, weights: Any, weights_enum: type, progress: b
          num_classes: Optional[int], weights_backbone: Optional[MobileNet_V1_Weights],
          trainable_backbone_layers: Optional[int], alpha: Optional[float],
          norm_layer: Optional[Callable[..., nn.Module]],
-         backbone_kwargs: Optional[Dict[str, Any]], kwargs: Dict[str, Any]) -> nn.Module:
+         backbone_kwargs: Optional[Dict[str, Any]], kwargs: Dict[str, Any],
+         predictor_kernel_size: int = 3) -> nn.Module:
+    if predictor_kernel_size not in (1, 3):
+        raise ValueError(f"predictor_kernel_size must be 1 or 3, got {predictor_kernel_size!r}")
     weights, weights_backbone, num_classes, trainable = _detection_setup(
         weights, weights_enum, weights_backbone, num_classes, trainable_backbone_layers,
         NUM_STAGES)
@@ -345,13 +366,16 @@ def _ssd(*, lite: bool, size: int, weights: Any, weights_enum: type, progress: b
                                            max_ratio=0.95)
     defaults: Dict[str, Any] = dict(_input_normalisation(weights_backbone))
     head = None
-    if lite:
+    if lite or predictor_kernel_size == 1:
         from torchvision.models.detection import _utils as det_utils
-        defaults.update(score_thresh=0.001, nms_thresh=0.55, detections_per_img=300,
-                        topk_candidates=300)
         out_channels = det_utils.retrieve_out_channels(backbone, (size, size))
-        head = _TV.SSDLiteHead(out_channels, anchor_generator.num_anchors_per_location(),
-                               num_classes, norm_layer)
+        num_anchors = anchor_generator.num_anchors_per_location()
+        if lite:
+            defaults.update(score_thresh=0.001, nms_thresh=0.55, detections_per_img=300,
+                            topk_candidates=300)
+            head = _TV.SSDLiteHead(out_channels, num_anchors, num_classes, norm_layer)
+        else:
+            head = PointwiseSSDHead(out_channels, num_anchors, num_classes)
     model = SSD(backbone, anchor_generator, (size, size), num_classes, head=head,
                 **{**defaults, **kwargs})
     if weights is not None:  # pragma: no cover - no detection weights are published yet
@@ -369,11 +393,15 @@ def ssd300_mobilenet_v1(
     alpha: Optional[float] = None,
     norm_layer: Optional[Callable[..., nn.Module]] = None,
     backbone_kwargs: Optional[Dict[str, Any]] = None,
+    predictor_kernel_size: int = 1,
     **kwargs: Any,
 ) -> nn.Module:
     """SSD300 (`Liu et al. 2016 <https://arxiv.org/abs/1512.02325>`_) with a MobileNetV1
-    backbone, laid out as TF's ``ssd_mobilenet_v1``: feature maps at strides 16 and 32 plus four
-    extra 1x1/3x3 blocks (19, 10, 5, 3, 2, 1 cells at 300px) and torchvision's ``SSDHead``.
+    backbone, laid out as TF's ``ssd_mobilenet_v1`` (the paper's COCO detector): feature maps
+    at strides 16 and 32 plus four extra 1x1/3x3 blocks (19, 10, 5, 3, 2, 1 cells at 300px),
+    6 anchors per cell (scales 0.2-0.95, ratios 1, 2, 3 and inverses) and 1x1 class/box
+    predictors (:class:`PointwiseSSDHead`; ``predictor_kernel_size=3``: torchvision's
+    ``SSDHead``).
 
     Args:
         weights: detection weights (:class:`SSD300_MobileNet_V1_Weights`; none published).
@@ -388,12 +416,14 @@ def ssd300_mobilenet_v1(
         norm_layer: normalisation for the backbone and extra layers (default
             ``BatchNorm2d(eps=0.001, momentum=0.03)``).
         backbone_kwargs: further core ``MobileNetV1`` arguments (``tf_padding``, ``with_cp``...).
+        predictor_kernel_size: 1 (TF's box predictor) or 3 (torchvision's ``SSDHead``).
         **kwargs: passed to ``torchvision.models.detection.ssd.SSD``.
     """
     return _ssd(lite=False, size=300, weights=weights, weights_enum=SSD300_MobileNet_V1_Weights,
                 progress=progress, num_classes=num_classes, weights_backbone=weights_backbone,
                 trainable_backbone_layers=trainable_backbone_layers, alpha=alpha,
-                norm_layer=norm_layer, backbone_kwargs=backbone_kwargs, kwargs=kwargs)
+                norm_layer=norm_layer, backbone_kwargs=backbone_kwargs, kwargs=kwargs,
+                predictor_kernel_size=predictor_kernel_size)
 
 
 def ssdlite320_mobilenet_v1(
@@ -412,7 +442,8 @@ def ssdlite320_mobilenet_v1(
     torchvision's ``ssdlite320_mobilenet_v3_large``: maps at strides 16 and 32, torchvision's
     depthwise extra blocks and ``SSDLiteHead``, its anchors and post-processing defaults.
 
-    Arguments as :func:`ssd300_mobilenet_v1`; ``**kwargs`` go to ``SSD``.
+    Arguments as :func:`ssd300_mobilenet_v1` (the head is always ``SSDLiteHead``); ``**kwargs``
+    go to ``SSD``.
     """
     return _ssd(lite=True, size=320, weights=weights,
                 weights_enum=SSDLite320_MobileNet_V1_Weights, progress=progress,
