@@ -1,0 +1,178 @@
+"""Runner hooks of the classification configs (``configs/_base_/cls_runtime.py``)."""
+import logging
+import os
+import os.path as osp
+from typing import Optional
+
+from mmengine.hooks import Hook
+from mmengine.logging import print_log
+from mmengine.model import is_model_wrapper
+from mmdet.registry import HOOKS
+
+from ...weights import ENTRIES, apply_model_kwargs, resolve_weights
+from ..pretrained import SCHEME
+from .data import ClassificationDataError
+
+__all__ = ['BackboneSettingsHook', 'ClsNumClassesCheckHook', 'ClsVisualizationHook']
+
+
+def _model(runner):
+    return runner.model.module if is_model_wrapper(runner.model) else runner.model
+
+
+def _weights_settings(meta: dict):
+    """(model settings, description) recorded in a checkpoint's meta, or (None, None)."""
+    if not isinstance(meta, dict):
+        return None, None
+    if isinstance(meta.get('backbone_settings'), dict):  # saved by this hook
+        return meta['backbone_settings'], 'the checkpoint'
+    mnet = meta.get('mnet_backbone')
+    if isinstance(mnet, dict) and isinstance(mnet.get('model_kwargs'), dict):  # mnet:// loader
+        return mnet['model_kwargs'], mnet.get('weights', 'the weights')
+    if meta.get('format') == 'mnet_backbone':  # tools/convert_weights.py output
+        return meta.get('model_kwargs') or {}, f"converted {meta.get('source', '')} weights"
+    return None, None
+
+
+@HOOKS.register_module()
+class BackboneSettingsHook(Hook):
+    """Keep a MobileNetV1 backbone's padding and BN eps with the weights it runs.
+
+    Google's (Keras/TF-slim) weights need TF "SAME" padding and BN eps 1e-3, timm's do not.
+    The backbone's ``init_cfg`` switches the model when it loads them, but ``load_from`` and
+    ``tools/test.py`` load checkpoints without ``init_weights``, so this hook
+
+    * records the backbone's ``tf_padding`` / ``bn_eps`` in every checkpoint the Runner saves;
+    * before a checkpoint is loaded, switches the backbone to the settings recorded in it
+      (its own record, an ``mnet://`` entry's or a converted file's), logging what changed;
+    * for ``load_from='mnet://<entry or file>'`` (which carries the backbone only) adds the
+      weights' ImageNet classifier when ``model.head.num_classes`` equals its class count, so
+      ``tools/test.py CONFIG mnet://keras_1.0_224`` evaluates the released model; otherwise it
+      logs that the head stays newly initialised (fine-tuning).
+    """
+
+    priority = 'VERY_HIGH'
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        backbone = getattr(_model(runner), 'backbone', None)
+        if backbone is None or not hasattr(backbone, 'tf_padding'):
+            return
+        norms = [m for m in backbone.modules() if hasattr(m, 'running_var') and hasattr(m, 'eps')]
+        settings = dict(tf_padding=bool(backbone.tf_padding))
+        if norms:
+            settings['bn_eps'] = float(norms[0].eps)
+        checkpoint.setdefault('meta', {})['backbone_settings'] = settings
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        model = _model(runner)
+        backbone = getattr(model, 'backbone', None)
+        if backbone is None:
+            return
+        settings, what = _weights_settings(checkpoint.get('meta'))
+        if settings:
+            changed = apply_model_kwargs(backbone, settings, what, warn=False)
+            if changed:
+                print_log(f'BackboneSettingsHook: {what} need {", ".join(changed)}; switched the '
+                          f'backbone to them', logger='current', level=logging.WARNING)
+        self._add_imagenet_classifier(runner, model, checkpoint)
+
+    @staticmethod
+    def _add_imagenet_classifier(runner, model, checkpoint: dict) -> None:
+        load_from = str(runner.cfg.get('load_from') or '')
+        meta = checkpoint.get('meta') or {}
+        state_dict = checkpoint.get('state_dict')
+        head = getattr(model, 'head', None)
+        if (not load_from.startswith(SCHEME) or 'mnet_backbone' not in meta or head is None
+                or not isinstance(state_dict, dict)
+                or any(k.startswith('fc.') for k in state_dict)):
+            return
+        target = load_from[len(SCHEME):]
+        full, _, what = resolve_weights(target if target in ENTRIES else osp.expanduser(target))
+        fc = {k: v for k, v in full.items() if k.startswith('fc.')}
+        if not fc:
+            print_log(f'BackboneSettingsHook: {what} have no classifier; model.head stays newly '
+                      f'initialised', logger='current', level=logging.WARNING)
+            return
+        n = fc['fc.weight'].shape[0]
+        if n != head.num_classes:
+            print_log(f'BackboneSettingsHook: loading the backbone of {what}; their {n}-class '
+                      f'classifier does not fit model.head.num_classes={head.num_classes}, so '
+                      f'the head stays newly initialised (fine-tuning)', logger='current',
+                      level=logging.WARNING)
+            return
+        state_dict.update(fc)
+        print_log(f'BackboneSettingsHook: loading {what} with their {n}-class classifier',
+                  logger='current')
+
+
+@HOOKS.register_module()
+class ClsNumClassesCheckHook(Hook):
+    """Stop with a clear message when a data set's class count differs from the head's."""
+
+    def _check(self, runner, split: str) -> None:
+        loader = getattr(runner, f'{split}_dataloader', None)
+        dataset = getattr(loader, 'dataset', None)
+        head = getattr(_model(runner), 'head', None)
+        classes = (getattr(dataset, 'metainfo', None) or {}).get('classes')
+        if head is None or classes is None or len(classes) == head.num_classes:
+            return
+        shown = ', '.join(map(repr, list(classes)[:5])) + (', ...' if len(classes) > 5 else '')
+        raise ClassificationDataError(
+            f'the {split} data set has {len(classes)} classes ({shown}) but the model predicts '
+            f'{head.num_classes} (model.head.num_classes); set model.head.num_classes='
+            f'{len(classes)} (e.g. --cfg-options model.head.num_classes={len(classes)}) or '
+            f'point the config at the data set the model is for')
+
+    def before_train(self, runner) -> None:
+        self._check(runner, 'train')
+
+    def before_val(self, runner) -> None:
+        self._check(runner, 'val')
+
+    def before_test(self, runner) -> None:
+        self._check(runner, 'test')
+
+
+@HOOKS.register_module()
+class ClsVisualizationHook(Hook):
+    """With ``draw=True`` (``tools/test.py --show-dir DIR``), write every ``interval``-th test
+    image with its true and predicted class and score to ``work_dir/<timestamp>/DIR``."""
+
+    def __init__(self, draw: bool = False, interval: int = 1,
+                 test_out_dir: Optional[str] = None):
+        self.draw = draw
+        self.interval = interval
+        self.test_out_dir = test_out_dir
+        self._index = 0
+
+    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
+        if not self.draw or not outputs:
+            return
+        from PIL import Image, ImageDraw
+
+        out_dir = osp.join(runner.work_dir, runner.timestamp, self.test_out_dir or 'vis')
+        os.makedirs(out_dir, exist_ok=True)
+        classes = runner.test_dataloader.dataset.metainfo.get('classes') or ()
+
+        def name(i: int) -> str:
+            return str(classes[i]) if i < len(classes) else str(i)
+
+        for sample in outputs:
+            self._index += 1
+            if (self._index - 1) % self.interval:
+                continue
+            img = Image.open(sample.img_path).convert('RGB')
+            if img.width < 160:  # room for the text under small images
+                factor = -(-160 // img.width)
+                img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
+            pred = int(sample.pred_label)
+            lines = [f'pred {name(pred)} {float(sample.pred_score[pred]):.2f}']
+            if 'gt_label' in sample:
+                lines.insert(0, f'true {name(int(sample.gt_label))}')
+            canvas = Image.new('RGB', (img.width, img.height + 12 * len(lines) + 2),
+                               (255, 255, 255))
+            canvas.paste(img, (0, 0))
+            ImageDraw.Draw(canvas).multiline_text((2, img.height + 1), '\n'.join(lines),
+                                                  fill=(0, 0, 0), spacing=2)
+            base = osp.splitext(osp.basename(sample.img_path))[0]
+            canvas.save(osp.join(out_dir, f'{sample.sample_idx:06d}_{base}.png'))
