@@ -39,6 +39,16 @@ def _datasets(loader_cfg):
         dataset = inner
 
 
+# Expected layout and demo set per data set type, for the message below (default: COCO).
+_LAYOUT_HINTS = {
+    'ImageFolderDataset': ('class folders: {root}/{{train,val}}/<class>/*.jpg; ImageNet: '
+                           'train/<wnid>/*.JPEG + val/<wnid>/*.JPEG',
+                           'python tools/make_shapes_cls_dataset.py'),
+}
+_COCO_HINT = ('COCO layout: {root}/annotations/instances_{{train,val}}2017.json + '
+              '{{train,val}}2017/ images', 'python tools/make_shapes_dataset.py')
+
+
 def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
     """Raise :class:`DatasetNotFoundError` naming the first annotation file or image folder of
     the given splits that does not exist, and how to get data."""
@@ -54,13 +64,14 @@ def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
                 paths.append(('image folder', osp.join(root, img_dir)))
             for what, path in paths:
                 if '://' not in path and not osp.exists(path):
+                    layout, demo = _LAYOUT_HINTS.get(dataset.get('type'), _COCO_HINT)
+                    layout = layout.format(root=root.rstrip('/') or '.')
                     raise DatasetNotFoundError(
                         f'{split} data set: {what} {path!r} does not exist.\n'
-                        f'  Put the data there (COCO layout: {root or "."}/annotations/'
-                        f'instances_{{train,val}}2017.json + {{train,val}}2017/ images), point '
+                        f'  Put the data there ({layout}), point '
                         f'the config at it, e.g. --cfg-options '
-                        f'{split}_dataloader.dataset.data_root=/path/to/coco/, or generate the '
-                        f'demo set: python tools/make_shapes_dataset.py')
+                        f'{split}_dataloader.dataset.data_root=/path/to/data/, or generate the '
+                        f'demo set: {demo}')
 
 
 def dataset_options(data_root: str, classes: Optional[Sequence[str]] = None) -> List[str]:
