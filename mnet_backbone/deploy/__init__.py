@@ -1,0 +1,20 @@
+"""Fast CPU inference for the core MobileNetV1.
+
+* :mod:`.fold`: BN folded into the convolutions (a copy; the original is untouched),
+  channels-last, cache-sized chunks and parallel single-threaded streams for large batches
+  (:mod:`.streams`), optional ``torch.compile`` -- :func:`deploy`.
+* :mod:`.export`: ONNX (dynamic batch, opset >= 17, verified with ONNX Runtime) and TorchScript,
+  classifier or multi-scale backbone; :mod:`.runtime`: :class:`OrtModel` runs the files with the
+  same batching strategy.
+* :mod:`.quant`: int8 static post-training quantization (ONNX Runtime) and its top-1 agreement
+  with fp32; :mod:`.data`: rendered images and a quickly trained classifier to measure it on.
+* :mod:`.bench`: the CPU benchmark behind ``tools/benchmark.py``.
+
+Importing this package needs torch only; onnx / onnxruntime / onnxscript are imported by the
+functions that use them (``pip install mnet-backbone[dev]``).
+"""
+from .fold import (DEFAULT_CHUNKS, DeployedMobileNetV1, compile_options, deploy, fold_bn,
+                   fold_conv_bn, tune_chunks)
+
+__all__ = ["fold_bn", "fold_conv_bn", "deploy", "DeployedMobileNetV1", "DEFAULT_CHUNKS",
+           "tune_chunks", "compile_options"]
