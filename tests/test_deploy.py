@@ -1,0 +1,194 @@
+"""Deploy mode: BN folding, chunked channels-last inference, ONNX / TorchScript export, int8."""
+import copy
+import os
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import has
+from mnet_backbone.deploy import DeployedMobileNetV1, deploy, fold_bn
+from mnet_backbone.model import ConvBNAct, MobileNetV1
+
+needs_ort = pytest.mark.skipif(not (has("onnx") and has("onnxruntime") and has("onnxscript")),
+                               reason="onnx, onnxruntime and onnxscript are dev extras")
+
+
+def randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BN statistics and affine parameters, so folding has something to fold."""
+    gen = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.2)
+            m.running_var.copy_(torch.rand(n, generator=gen) * 1.5 + 0.25)
+            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
+    return model
+
+
+def close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-4) -> float:
+    diff = float((a - b).abs().max())
+    assert diff <= tol * max(1.0, float(b.abs().max())), diff
+    return diff
+
+
+@pytest.mark.parametrize("kwargs", [dict(alpha=0.5), dict(alpha=0.25, tf_padding=True,
+                                                           bn_eps=1e-3, activation="relu")])
+def test_fold_bn_equals_eval_model_and_leaves_it_alone(kwargs):
+    torch.manual_seed(0)
+    model = randomize_bn(MobileNetV1(num_classes=10, out_indices=(1, 2, 3, 4), **kwargs))
+    model.train()
+    before = copy.deepcopy(model.state_dict())
+    folded = fold_bn(model)
+
+    # The original is untouched: same weights, still training, BN still there.
+    assert model.training
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 27
+
+    # The copy: same architecture, BN gone (Identity), biased convs, eval mode.
+    assert type(folded) is MobileNetV1 and not folded.training
+    assert not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in folded.modules())
+    units = [m for m in folded.modules() if isinstance(m, ConvBNAct)]
+    assert len(units) == 27 and all(isinstance(u.bn, nn.Identity) and u.conv.bias is not None
+                                    for u in units)
+    assert [n for n, _ in folded.named_modules() if n.endswith(".conv")] == \
+        [n for n, _ in model.named_modules() if n.endswith(".conv")]
+
+    x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        close(folded(x), model(x))
+        for a, b in zip(folded.forward_features(x), model.forward_features(x)):
+            close(a, b)
+
+
+def test_fold_bn_rejects_what_cannot_fold():
+    with pytest.raises(TypeError, match="BatchNorm"):
+        fold_bn(MobileNetV1(alpha=0.25, norm_layer=lambda c: nn.GroupNorm(4, c)))
+    with pytest.raises(ValueError, match="running statistics"):
+        fold_bn(MobileNetV1(alpha=0.25,
+                            norm_layer=lambda c: nn.BatchNorm2d(c, track_running_stats=False)))
+    with pytest.raises(TypeError, match="MobileNetV1"):
+        fold_bn(nn.Conv2d(3, 3, 1))
+
+
+@pytest.mark.parametrize("chunks,streams", [((1, 1, 2, 4, 0), 1), ((0, 0, 0, 0, 0), 2),
+                                            ((2, 2, 2, 2, 2), 3)])
+def test_deployed_model_matches_eval_model(chunks, streams):
+    torch.manual_seed(0)
+    model = randomize_bn(MobileNetV1(num_classes=7, alpha=0.25, out_indices=(0, 2, 4)))
+    threads = torch.get_num_threads()
+    fast = deploy(model, chunks=chunks, streams=streams)
+    assert torch.get_num_threads() == threads  # the streams' single-threading stays theirs
+    assert isinstance(fast, DeployedMobileNetV1) and model.training  # original not switched
+    x = torch.randn(5, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        logits = fast(x)
+        assert logits.shape == (5, 7)
+        close(logits, model(x))
+        feats = fast.forward_features(x)
+        ref = model.forward_features(x)
+        assert [f.shape for f in feats] == [r.shape for r in ref]
+        for a, b in zip(feats, ref):
+            assert a.is_contiguous(memory_format=torch.channels_last)
+            close(a, b)
+        assert close(fast(x[:1]), model(x[:1])) >= 0  # fewer images than streams
+    with pytest.raises(RuntimeError, match="inference only"):
+        fast.train()
+    with pytest.raises(ValueError, match="chunks"):
+        deploy(model, chunks=(1, 2))
+
+
+def test_deployed_backbone_without_classifier():
+    model = randomize_bn(MobileNetV1(num_classes=0, alpha=0.25)).eval()
+    fast = deploy(model, channels_last=False, chunks=(1, 1, 1, 1, 1))
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        close(fast(x), model(x))
+    assert fast(x).shape == (3, model.num_features)
+
+
+@needs_ort
+@pytest.mark.parametrize("features", [False, True])
+def test_onnx_export_matches_onnxruntime(tmp_path, features):
+    import onnx
+
+    from mnet_backbone.deploy.export import export_onnx, verify_onnx
+    torch.manual_seed(0)
+    model = randomize_bn(MobileNetV1(num_classes=10, alpha=0.25, out_indices=(1, 2, 3, 4)))
+    path = export_onnx(model, str(tmp_path / "m.onnx"), features=features, resolution=64)
+    proto = onnx.load(path)
+    assert proto.opset_import[0].version >= 17
+    assert "BatchNormalization" not in {n.op_type for n in proto.graph.node}
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    # A batch size other than the one exported with: the batch axis is dynamic.
+    check = verify_onnx(path, model, torch.randn(3, 3, 64, 64), features=features)
+    assert model.training  # verify switched to eval and back
+    if features:
+        assert list(check.shapes) == ["stage1", "stage2", "stage3", "stage4"]
+        assert check.shapes["stage4"] == (3, 256, 2, 2)
+    else:
+        assert check.shapes == {"logits": (3, 10)}
+    assert check.max_rel < 1e-4
+
+    # The batching strategy on ONNX Runtime: parallel single-threaded streams, chunks.
+    from mnet_backbone.deploy.runtime import OrtModel
+    x = torch.randn(5, 3, 64, 64)
+    model.eval()
+    with torch.no_grad():
+        ref = model.forward_features(x) if features else [model(x)]
+    for streams, chunk in ((1, 0), (2, 2)):
+        outs = OrtModel(path, threads=1, streams=streams, chunk=chunk, all_outputs=True)(x)
+        for out, r in zip(outs, ref):
+            close(torch.from_numpy(out), r)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_export(tmp_path):
+    from mnet_backbone.deploy.export import export_torchscript, verify_torchscript
+    model = randomize_bn(MobileNetV1(num_classes=10, alpha=0.25, out_indices=(2, 4)))
+    x = torch.randn(2, 3, 64, 64)
+    for features in (False, True):
+        path = export_torchscript(model, str(tmp_path / f"m{features}.pt"), features=features)
+        assert verify_torchscript(path, model, x, features=features) < 1e-4
+    loaded = torch.jit.load(str(tmp_path / "mFalse.pt"))
+    assert [f.shape[1] for f in loaded.forward_features(x)] == [64, 256]
+
+
+@needs_ort
+def test_int8_runs_and_agrees_with_fp32(tmp_path):
+    """A tiny classifier trained for a few seconds (rendered images, label: the dominant colour
+    channel, learnable in 48 steps) so that its decisions mean something: a random network's
+    top-1 is near ties that int8 noise flips, which would test nothing. The benchmark measures
+    agreement on a properly trained 1.0 MobileNetV1 (tools/benchmark.py)."""
+    import onnx
+
+    from mnet_backbone.deploy.data import accuracy, normalize, render_shapes, train_classifier
+    from mnet_backbone.deploy.export import export_onnx, ort_session
+    from mnet_backbone.deploy.quant import agreement, quantize_int8
+    images, _ = render_shapes(320, 64, seed=3, clutter=False)
+    labels = images.float().mean((2, 3)).argmax(1)
+    torch.manual_seed(0)
+    model = MobileNetV1(3, alpha=0.25, dropout=0.0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny layers: one thread is faster, and kinder to a busy CI box
+    try:
+        train_classifier(model, images[:256], labels[:256], epochs=6, lr=1e-2)
+    finally:
+        torch.set_num_threads(threads)
+    test_images, test_labels = images[256:], labels[256:]
+    assert accuracy(model, test_images, test_labels) > 0.5  # it learned (chance: ~0.35)
+
+    fp32 = export_onnx(model, str(tmp_path / "fp32.onnx"), resolution=64)
+    int8 = quantize_int8(fp32, str(tmp_path / "int8.onnx"), normalize(images[:32]))
+    ops = {n.op_type for n in onnx.load(int8).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert os.path.getsize(int8) < 0.5 * os.path.getsize(fp32)  # int8 weights
+    session = ort_session(int8, threads=1)
+    assert session.run(None, {"input": normalize(test_images[:5]).numpy()})[0].shape == (5, 3)
+    result = agreement(fp32, int8, normalize(test_images), test_labels, batch=16, threads=1)
+    assert result.images == 64
+    assert result.top1_agreement >= 0.85, result
