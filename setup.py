@@ -26,7 +26,8 @@ setup(
         # Reading Google's Keras HDF5 and timm's safetensors ImageNet weights.
         "weights": ["h5py", "safetensors"],
         # Test-only peers: the parity tests compare against timm and Keras 3 (torch backend).
-        "dev": ["pytest", "matplotlib", "timm", "keras>=3", "h5py", "safetensors"],
+        "dev": ["pytest", "matplotlib", "timm", "keras>=3", "h5py", "safetensors", "onnx",
+                "onnxruntime", "onnxscript"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",
