@@ -8,6 +8,7 @@ from torch import nn
 
 from conftest import has
 from mnet_backbone.deploy import DeployedMobileNetV1, deploy, fold_bn
+from mnet_backbone.deploy.fold import FusedConvAct, can_fuse
 from mnet_backbone.model import ConvBNAct, MobileNetV1
 
 needs_ort = pytest.mark.skipif(not (has("onnx") and has("onnxruntime") and has("onnxscript")),
@@ -74,13 +75,19 @@ def test_fold_bn_rejects_what_cannot_fold():
         fold_bn(nn.Conv2d(3, 3, 1))
 
 
-@pytest.mark.parametrize("chunks,streams", [((1, 1, 2, 4, 0), 1), ((0, 0, 0, 0, 0), 2),
-                                            ((2, 2, 2, 2, 2), 3)])
-def test_deployed_model_matches_eval_model(chunks, streams):
+@pytest.mark.parametrize("chunks,streams,fuse", [((1, 1, 2, 4, 0), 1, None),
+                                                 ((0, 0, 0, 0, 0), 2, False),
+                                                 ((2, 2, 2, 2, 2), 3, None)])
+def test_deployed_model_matches_eval_model(chunks, streams, fuse):
     torch.manual_seed(0)
-    model = randomize_bn(MobileNetV1(num_classes=7, alpha=0.25, out_indices=(0, 2, 4)))
+    model = randomize_bn(MobileNetV1(num_classes=7, alpha=0.25, out_indices=(0, 2, 4),
+                                     tf_padding=True))
     threads = torch.get_num_threads()
-    fast = deploy(model, chunks=chunks, streams=streams)
+    fast = deploy(model, chunks=chunks, streams=streams, fuse=fuse)
+    if fuse is None and can_fuse():
+        units = [m for m in fast.modules() if isinstance(m, FusedConvAct)]
+        assert len(units) == 27 and units[0].attr == "hardtanh"
+        assert not any(isinstance(m, nn.Conv2d) for m in fast.groups.modules())
     assert torch.get_num_threads() == threads  # the streams' single-threading stays theirs
     assert isinstance(fast, DeployedMobileNetV1) and model.training  # original not switched
     x = torch.randn(5, 3, 64, 64)

@@ -8,6 +8,8 @@ stay those of the core, and the original model is not touched.
 :class:`DeployedMobileNetV1` runs a folded model for inference:
 
 * channels-last activations (oneDNN's native layout for convolutions on CPU);
+* each folded conv + bias + activation as one oneDNN call with its weight pre-packed once
+  (:class:`FusedConvAct`, built from the folded ``ConvBNAct`` units of a copy of the stages);
 * a batching strategy for large batches: the batch is split between parallel single-threaded
   streams (one per intra-op thread, :mod:`.streams`), and each stream runs its share in
   cache-sized chunks: the stages are split into groups and each group runs its input in chunks
@@ -29,16 +31,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..model import ConvBNAct, MobileNetV1, check_input
+from ..model import ConvBNAct, MobileNetV1, check_input, pad_same
 from .streams import StreamPool, split_even
 
 __all__ = ["fold_bn", "fold_conv_bn", "DeployedMobileNetV1", "deploy", "DEFAULT_CHUNKS",
-           "tune_chunks", "compile_options"]
+           "tune_chunks", "compile_options", "FusedConvAct", "fuse_units", "can_fuse"]
 
 # Chunk size per stage (strides 2, 4, 8, 16, 32); 0 = the whole batch. Chosen by measurement on
 # a 2-core AVX-512 machine with tools/benchmark.py (see the README's performance section and
 # :func:`tune_chunks` to measure it on another machine).
-DEFAULT_CHUNKS: Tuple[int, ...] = (1, 1, 1, 8, 8)
+DEFAULT_CHUNKS: Tuple[int, ...] = (4, 4, 4, 8, 8)
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> nn.Conv2d:
@@ -92,6 +94,76 @@ def fold_bn(model: MobileNetV1) -> MobileNetV1:
     return folded
 
 
+def _post_op(act: nn.Module) -> Tuple[str, List[float], Optional[nn.Module]]:
+    """oneDNN post-op (name, scalars) for an activation, or ``none`` plus the module to call."""
+    if isinstance(act, nn.ReLU6):
+        return "hardtanh", [0.0, 6.0], None
+    if isinstance(act, nn.Hardtanh):
+        return "hardtanh", [float(act.min_val), float(act.max_val)], None
+    if isinstance(act, nn.ReLU):
+        return "relu", [], None
+    if isinstance(act, nn.Identity):
+        return "none", [], None
+    return "none", [], act
+
+
+def can_fuse() -> bool:
+    """Whether this PyTorch has the oneDNN fused convolution used by :class:`FusedConvAct`."""
+    try:
+        return (torch.backends.mkldnn.is_available()
+                and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+                and hasattr(torch.ops.mkldnn, "_reorder_convolution_weight"))
+    except (AttributeError, RuntimeError):
+        return False
+
+
+class FusedConvAct(nn.Module):
+    """A folded ``ConvBNAct`` as one oneDNN call: convolution + bias + activation, with the weight
+    reordered once into oneDNN's blocked layout (what Inductor's weight pre-packing does, here in
+    eager mode). CPU and fp32 only; any input size and batch."""
+
+    def __init__(self, unit: ConvBNAct, input_size: Sequence[int] = (1, 3, 224, 224)):
+        super().__init__()
+        conv = unit.conv
+        if not isinstance(unit.bn, nn.Identity):
+            raise ValueError("FusedConvAct needs a folded unit (fold_bn first)")
+        self.pad_same, self.kernel_size, self.stride = unit.pad_same, unit.kernel_size, unit.stride
+        self.conv_args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
+        self.attr, self.scalars, self.post = _post_op(unit.act)
+        weight = conv.weight.detach().float()
+        # Plain attributes, not buffers: an opaque oneDNN tensor has no storage to copy or save.
+        self.packed_weight = torch.ops.mkldnn._reorder_convolution_weight(
+            weight, *self.conv_args, input_size=list(input_size))
+        self.bias = conv.bias.detach().float().clone()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.pad_same:
+            x = pad_same(x, self.kernel_size, self.stride)
+        padding, stride, dilation, groups = self.conv_args
+        y = torch.ops.mkldnn._convolution_pointwise(x, self.packed_weight, self.bias, padding,
+                                                    stride, dilation, groups, self.attr,
+                                                    self.scalars, None)
+        return y if self.post is None else self.post(y)
+
+    def extra_repr(self) -> str:
+        return f"groups={self.conv_args[3]}, stride={self.conv_args[1]}, post_op={self.attr}"
+
+
+def fuse_units(stages: nn.Module, resolution: int = 224, in_channels: int = 3) -> nn.Module:
+    """Replace every folded ``ConvBNAct`` under ``stages`` (in place) by a :class:`FusedConvAct`,
+    pre-packed for a ``resolution`` input (other sizes work too)."""
+    size = resolution
+    channels = in_channels
+    for name, unit in list(stages.named_modules()):
+        if not isinstance(unit, ConvBNAct):
+            continue
+        parent = stages.get_submodule(name.rsplit(".", 1)[0]) if "." in name else stages
+        setattr(parent, name.rsplit(".", 1)[-1], FusedConvAct(unit, (1, channels, size, size)))
+        size = -(-size // unit.stride)
+        channels = unit.conv.out_channels
+    return stages
+
+
 class _Group(nn.Module):
     """Consecutive stages run on one chunk; returns the outputs of the ``keep`` stages."""
 
@@ -124,6 +196,9 @@ class DeployedMobileNetV1(nn.Module):
         chunks: chunk size per stage (5 ints, 0 = whole batch); consecutive stages with the same
             size form one group that is run depth first. ``None``: :data:`DEFAULT_CHUNKS`.
         compile: ``torch.compile`` every group (and the head) with :func:`compile_options`.
+        fuse: run each conv + bias + activation as one oneDNN call with pre-packed weights
+            (:class:`FusedConvAct`); ``None``: when available and not compiling.
+        resolution: the input size the fused weights are packed for (any size runs).
         streams: batches of at least ``streams`` images are split between that many worker
             threads, each running PyTorch single-threaded on its share (see
             :mod:`mnet_backbone.deploy.streams`); ``None``: ``torch.get_num_threads()`` (1 with
@@ -135,7 +210,8 @@ class DeployedMobileNetV1(nn.Module):
 
     def __init__(self, folded: MobileNetV1, channels_last: bool = True,
                  chunks: Optional[Sequence[int]] = None, compile: bool = False,
-                 streams: Optional[int] = None):
+                 streams: Optional[int] = None, fuse: Optional[bool] = None,
+                 resolution: int = 224):
         super().__init__()
         chunks = tuple(DEFAULT_CHUNKS if chunks is None else chunks)
         if len(chunks) != len(folded.stages) or any(not isinstance(c, int) or c < 0
@@ -148,14 +224,20 @@ class DeployedMobileNetV1(nn.Module):
         self.chunks = chunks
         self.compiled = compile
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        last = len(folded.stages) - 1
+        if fuse is None:
+            fuse = can_fuse() and not compile
+        self.fused = fuse
+        stages = folded.stages
+        if fuse:  # on a copy: ``folded`` may be shared
+            stages = fuse_units(copy.deepcopy(stages), resolution, folded.in_channels)
+        last = len(stages) - 1
         bounds = [i for i in range(len(chunks)) if i == 0 or chunks[i] != chunks[i - 1]]
         self.groups = nn.ModuleList()
         self.group_chunks: List[int] = []
         for g, start in enumerate(bounds):
             stop = bounds[g + 1] if g + 1 < len(bounds) else last + 1
             keep = [i for i in range(start, stop) if i in self.out_indices or i == stop - 1]
-            self.groups.append(_Group(folded.stages[start:stop], start, keep))
+            self.groups.append(_Group(stages[start:stop], start, keep))
             self.group_chunks.append(chunks[start])
         self.head = nn.Sequential(folded.avgpool, nn.Flatten(1), folded.fc)
         self.eval().to(memory_format=self.memory_format)
@@ -216,13 +298,15 @@ class DeployedMobileNetV1(nn.Module):
 
 
 def deploy(model: MobileNetV1, channels_last: bool = True, chunks: Optional[Sequence[int]] = None,
-           compile: bool = False, streams: Optional[int] = None) -> DeployedMobileNetV1:
+           compile: bool = False, streams: Optional[int] = None, fuse: Optional[bool] = None,
+           resolution: int = 224) -> DeployedMobileNetV1:
     """Fold BN (:func:`fold_bn`) and wrap the copy for fast CPU inference.
 
     >>> fast = deploy(model)                  # eager, channels-last, chunked large batches
     >>> fast = deploy(model, compile=True)    # + torch.compile (first call compiles)
     """
-    return DeployedMobileNetV1(fold_bn(model), channels_last, chunks, compile, streams)
+    return DeployedMobileNetV1(fold_bn(model), channels_last, chunks, compile, streams, fuse,
+                               resolution)
 
 
 def tune_chunks(model: MobileNetV1, batch: int = 32, resolution: int = 224,

@@ -19,12 +19,13 @@ class OrtModel:
     Batches of fewer than ``streams`` images run in one session with ``threads`` intra-op threads
     (lowest latency). Larger batches are split between ``streams`` worker threads that share a
     second, single-threaded session, each running its share in chunks of ``chunk`` images
-    (0: all at once); see :mod:`mnet_backbone.deploy.streams`. ``streams=1`` turns this off.
+    (0: all at once; 1, the default, measured fastest: see the README's performance section);
+    see :mod:`mnet_backbone.deploy.streams`. ``streams=1``: one stream, ``threads`` threads.
     Returns the first output (``all_outputs=True``: the list of outputs).
     """
 
     def __init__(self, path: str, threads: int = 0, streams: Optional[int] = None,
-                 chunk: int = 0, all_outputs: bool = False):
+                 chunk: int = 1, all_outputs: bool = False):
         self.path = path
         self.threads = threads or torch.get_num_threads()
         self.streams = self.threads if streams is None else streams
