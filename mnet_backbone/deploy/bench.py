@@ -1,0 +1,634 @@
+"""CPU inference benchmark: this package's inference paths against timm and torchvision.
+
+One run, one process, the same thread count everywhere (``torch.set_num_threads`` and ONNX Runtime's
+``intra_op_num_threads``). Timings are *interleaved*: every round times each path in turn, so a
+change of machine load during the run hits all paths alike; batch-1 latency is the median and 90th
+percentile over all calls, batch-32 throughput the median over its calls.
+
+Measured (``tools/benchmark.py`` writes ``benchmark.md``, ``benchmark.json``, ``benchmark.png``):
+
+* this package's 1.0 MobileNet-224: eager (the core model, NCHW), deploy (BN folded, channels-last,
+  chunked batches), deploy + torch.compile, ONNX Runtime fp32, ONNX Runtime int8 (static,
+  per-channel); timm ``mobilenetv1_100`` eager and on ONNX Runtime (exported the same way);
+  torchvision ``mobilenet_v2`` and ``mobilenet_v3_large`` eager;
+* a GEMM peak measured here (2048^3 fp32 MatMul in ONNX Runtime and ``torch.mm``; the higher
+  counts) and each path's effective GFLOP/s (2 x paper mult-adds / time) as a share of it;
+* the batching strategy: batch-32 time of whole-batch vs chunked runs;
+* the 16 alpha x resolution models: batch-1 latency vs their mult-adds, and how latency scales with
+  alpha and rho (the paper: mult-adds scale with alpha^2 and rho^2);
+* int8 vs fp32 top-1 agreement on a MobileNetV1 trained on rendered shape images
+  (:func:`mnet_backbone.deploy.data.shapes_classifier`).
+
+All models have random weights for timing (weights do not change the work done); every model's
+BatchNorm statistics are measured on rendered images first so activations have realistic scales,
+and flush-to-zero is on for denormals.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..cost import count, measure
+from ..model import PAPER_RESOLUTIONS, MobileNetV1
+from .data import calibrate_bn
+from .fold import DEFAULT_CHUNKS, deploy
+from .runtime import OrtModel
+
+__all__ = ["BenchConfig", "PathResult", "run_benchmark", "gemm_peak", "calibrate_bn",
+           "format_markdown", "plot", "time_interleaved"]
+
+GRID_ALPHAS = (1.0, 0.75, 0.5, 0.25)
+DEPLOY = "mnet deploy (folded, fused oneDNN, channels-last, streams+chunks)"
+
+
+@dataclass
+class BenchConfig:
+    threads: int = 2
+    rounds: int = 10              # batch-1 rounds (each path timed ``calls`` times per round)
+    calls: int = 5
+    batch: int = 32
+    batch_rounds: int = 3         # batch-32 rounds (one call per path per round)
+    resolution: int = 224
+    compile: bool = True
+    peers: bool = True            # timm and torchvision
+    grid: bool = True
+    grid_rounds: int = 5
+    grid_calls: int = 4
+    agreement_images: int = 500
+    calibration_images: int = 200
+    agreement_model: Dict[str, object] = field(default_factory=lambda: dict(
+        alpha=1.0, resolution=128, num_train=3200, num_val=300, epochs=6, lr=3e-3,
+        clutter=False))
+    work_dir: str = "work_dirs/benchmark"
+    log: Optional[Callable[[str], None]] = print
+
+
+@dataclass
+class PathResult:
+    name: str
+    family: str
+    precision: str
+    mult_adds: int
+    b1_median_ms: float = float("nan")
+    b1_p90_ms: float = float("nan")
+    batch_ms: float = float("nan")
+    batch: int = 32
+    max_diff: Optional[float] = None  # vs the family's eager model, batch of 2
+    note: str = ""
+
+    @property
+    def b1_img_s(self) -> float:
+        return 1000.0 / self.b1_median_ms
+
+    @property
+    def batch_img_s(self) -> float:
+        return 1000.0 * self.batch / self.batch_ms
+
+    def gflops(self) -> float:
+        return 2 * self.mult_adds / (self.b1_median_ms * 1e-3) / 1e9
+
+
+def _log(cfg: BenchConfig, msg: str) -> None:
+    if cfg.log:
+        cfg.log(msg)
+
+
+def _ort_runner(session) -> Callable[[Tensor], np.ndarray]:
+    """A plain ONNX Runtime call on the whole batch (how the peers' exports are run)."""
+    name = session.get_inputs()[0].name
+
+    def run(x: Tensor) -> np.ndarray:
+        return session.run(None, {name: x.numpy()})[0]
+    return run
+
+
+def _torch_runner(model: nn.Module, channels_last: bool = False) -> Callable[[Tensor], Tensor]:
+    def run(x: Tensor) -> Tensor:
+        with torch.inference_mode():
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            return model(x)
+    return run
+
+
+def time_interleaved(runners: Dict[str, Callable[[Tensor], object]], x: Tensor, rounds: int,
+                     calls: int, warmup: int = 2) -> Dict[str, List[float]]:
+    """Seconds per call of each runner; every round runs each runner ``calls`` times in turn."""
+    for run in runners.values():
+        for _ in range(warmup):
+            run(x)
+    times: Dict[str, List[float]] = {name: [] for name in runners}
+    for _ in range(rounds):
+        for name, run in runners.items():
+            for _ in range(calls):
+                start = time.perf_counter()
+                run(x)
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+def _p90(values: Sequence[float]) -> float:
+    return float(np.percentile(values, 90))
+
+
+def gemm_peak(threads: int, n: int = 2048, repeats: int = 5) -> Dict[str, float]:
+    """fp32 GEMM GFLOP/s of ONNX Runtime (MatMul) and torch.mm on n x n x n, best of ``repeats``."""
+    result = {}
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    torch.mm(a, b)
+    best = min(_timed(lambda: torch.mm(a, b)) for _ in range(repeats))
+    result["torch.mm"] = 2 * n ** 3 / best / 1e9
+    try:
+        import onnx
+        from onnx import TensorProto, helper
+
+        from .export import ort_session
+        graph = helper.make_graph(
+            [helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
+            [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n]),
+             helper.make_tensor_value_info("B", TensorProto.FLOAT, [n, n])],
+            [helper.make_tensor_value_info("C", TensorProto.FLOAT, [n, n])])
+        proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "gemm.onnx")
+            onnx.save(proto, path)
+            session = ort_session(path, threads)
+        feeds = {"A": a.numpy(), "B": b.numpy()}
+        session.run(None, feeds)
+        best = min(_timed(lambda: session.run(None, feeds)) for _ in range(repeats))
+        result["onnxruntime MatMul"] = 2 * n ** 3 / best / 1e9
+    except ImportError:
+        pass
+    return result
+
+
+def _peak(report: Dict[str, object]) -> float:
+    """The GEMM peak the targets use: ONNX Runtime's MatMul (as in the issue), else torch.mm."""
+    peaks = report["gemm_gflops"]
+    return peaks.get("onnxruntime MatMul", peaks.get("torch.mm"))
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _max_diff(a, b) -> float:
+    a = torch.as_tensor(np.asarray(a)) if not isinstance(a, Tensor) else a
+    b = torch.as_tensor(np.asarray(b)) if not isinstance(b, Tensor) else b
+    return float((a.float() - b.float()).abs().max())
+
+
+def _machine(threads: int) -> Dict[str, object]:
+    info: Dict[str, object] = dict(threads=threads, python=platform.python_version(),
+                                   torch=torch.__version__, cpu_count=os.cpu_count())
+    try:
+        with open("/proc/cpuinfo") as f:
+            text = f.read()
+        model = [l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")]
+        flags = [l for l in text.splitlines() if l.startswith("flags")]
+        info["cpu"] = model[0] if model else platform.processor()
+        if flags:
+            have = flags[0].split()
+            info["isa"] = " ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "amx_int8")
+                                   if f in have)
+    except OSError:
+        info["cpu"] = platform.processor()
+    for package in ("onnxruntime", "timm", "torchvision"):
+        try:
+            info[package] = __import__(package).__version__
+        except ImportError:
+            pass
+    info["loadavg_start"] = os.getloadavg()
+    return info
+
+
+def _render(count_: int, size: int, seed: int) -> Tensor:
+    from .data import normalize, render_shapes
+    return normalize(render_shapes(count_, size, seed)[0])
+
+
+def run_benchmark(cfg: BenchConfig) -> Dict[str, object]:
+    """Run everything; returns a JSON-able dict (see :func:`format_markdown`)."""
+    torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)
+    torch.manual_seed(0)
+    os.makedirs(cfg.work_dir, exist_ok=True)
+    report: Dict[str, object] = {"machine": _machine(cfg.threads), "config": {
+        k: v for k, v in asdict(cfg).items() if k != "log"}}
+    res = cfg.resolution
+    bn_images = _render(32, res, seed=1)
+    x1 = _render(1, res, seed=2)
+    xb = _render(cfg.batch, res, seed=3)
+    check_x = xb[:2]
+
+    _log(cfg, f"GEMM peak ({cfg.threads} threads) ...")
+    peaks = gemm_peak(cfg.threads)
+    report["gemm_gflops"] = peaks
+    peak = _peak(report)
+
+    from .export import export_onnx, ort_session
+    from .quant import quantize_int8
+
+    paths: List[PathResult] = []
+    runners: Dict[str, Callable[[Tensor], object]] = {}
+    ma = count(1.0, res).mult_adds
+    core = calibrate_bn(MobileNetV1(1000), bn_images)
+    with torch.inference_mode():
+        ref = core(check_x)
+
+    def add(name: str, family: str, precision: str, mult_adds: int, run, reference=None,
+            note: str = "") -> None:
+        out = run(check_x)
+        diff = _max_diff(out, reference) if reference is not None else None
+        paths.append(PathResult(name, family, precision, mult_adds, batch=cfg.batch,
+                                max_diff=diff, note=note))
+        runners[name] = run
+
+    _log(cfg, "building this package's paths ...")
+    add("mnet eager (core model)", "ours", "fp32", ma, _torch_runner(core), ref)
+    fast = deploy(core)
+    add(DEPLOY, "ours", "fp32", ma, fast, ref,
+        note=f"chunks {list(DEFAULT_CHUNKS)}, streams: {fast.streams}, fused: {fast.fused}")
+    if cfg.compile:
+        start = time.time()
+        compiled = deploy(core, compile=True)
+        compiled(x1)
+        compiled(xb)
+        add("mnet deploy + torch.compile", "ours", "fp32", ma, compiled, ref,
+            note=f"chunks {list(DEFAULT_CHUNKS)}, 1 stream, compiling took "
+                 f"{time.time() - start:.0f}s")
+    fp32_path = os.path.join(cfg.work_dir, "mnet_1.0_224.onnx")
+    export_onnx(core, fp32_path, resolution=res)
+    add("mnet ONNX Runtime fp32", "ours", "fp32", ma, OrtModel(fp32_path, cfg.threads), ref,
+        note=f"OrtModel: batches of >= {cfg.threads} images run in {cfg.threads} "
+             f"single-threaded streams, chunks of 1")
+    int8_path = os.path.join(cfg.work_dir, "mnet_1.0_224_int8.onnx")
+    quantize_int8(fp32_path, int8_path, _render(64, res, seed=4))
+    add("mnet ONNX Runtime int8", "ours", "int8", ma, OrtModel(int8_path, cfg.threads), None,
+        note="static, per-channel, same streams; agreement: see below")
+
+    if cfg.peers:
+        _log(cfg, "building timm and torchvision peers ...")
+        try:
+            import timm
+            tm = calibrate_bn(timm.create_model("mobilenetv1_100", pretrained=False), bn_images)
+            with torch.inference_mode():
+                tref = tm(check_x)
+            add("timm mobilenetv1_100 eager", "timm", "fp32", ma, _torch_runner(tm), tref)
+            timm_path = os.path.join(cfg.work_dir, "timm_mobilenetv1_100.onnx")
+            _export_plain(tm, timm_path, res)
+            add("timm mobilenetv1_100 ONNX Runtime", "timm", "fp32", ma,
+                _ort_runner(ort_session(timm_path, cfg.threads)), tref,
+                note="one session call per batch, as timm users run it")
+            add("timm mobilenetv1_100 ONNX Runtime via OrtModel", "timm", "fp32", ma,
+                OrtModel(timm_path, cfg.threads), tref,
+                note="this package's batching strategy on timm's export (same graph as ours)")
+        except ImportError as exc:
+            _log(cfg, f"  timm skipped: {exc}")
+        try:
+            import torchvision
+            for arch in ("mobilenet_v2", "mobilenet_v3_large"):
+                tv = calibrate_bn(getattr(torchvision.models, arch)(weights=None), bn_images)
+                mult_adds = measure(tv, res).mult_adds
+                with torch.inference_mode():
+                    tvref = tv(check_x)
+                add(f"torchvision {arch} eager", "torchvision", "fp32", mult_adds,
+                    _torch_runner(tv), tvref, note="mult-adds counted by the same rule")
+        except ImportError as exc:
+            _log(cfg, f"  torchvision skipped: {exc}")
+
+    _log(cfg, f"batch 1: {cfg.rounds} rounds x {cfg.calls} calls per path ...")
+    times = time_interleaved(runners, x1, cfg.rounds, cfg.calls)
+    for p in paths:
+        p.b1_median_ms = statistics.median(times[p.name]) * 1e3
+        p.b1_p90_ms = _p90(times[p.name]) * 1e3
+    _log(cfg, f"batch {cfg.batch}: {cfg.batch_rounds} rounds ...")
+    times = time_interleaved(runners, xb, cfg.batch_rounds, 1, warmup=1)
+    for p in paths:
+        p.batch_ms = statistics.median(times[p.name]) * 1e3
+    report["paths"] = [dict(asdict(p), b1_img_s=p.b1_img_s, batch_img_s=p.batch_img_s,
+                            gflops=p.gflops(), pct_peak=100 * p.gflops() / peak) for p in paths]
+
+    _log(cfg, "batching strategy (whole batch vs chunks) ...")
+    report["batching"] = _batching(cfg, core, fp32_path, xb)
+    if cfg.grid:
+        _log(cfg, "16 alpha x resolution models ...")
+        report["grid"] = _grid(cfg, bn_images)
+    _log(cfg, "int8 agreement on a trained classifier ...")
+    report["agreement"] = _agreement(cfg)
+    report["machine"]["loadavg_end"] = os.getloadavg()
+    report["targets"] = _targets(report)
+    return report
+
+
+def _export_plain(model: nn.Module, path: str, res: int) -> str:
+    """A peer model exported exactly like ours (dynamo exporter, opset 18, dynamic batch)."""
+    import contextlib
+    import io
+    import warnings
+
+    import onnx
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(model.eval(), (torch.zeros(2, 3, res, res),), dynamo=True,
+                                    opset_version=18, input_names=["input"],
+                                    dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+    onnx.save(program.model_proto, path, save_as_external_data=False)
+    return path
+
+
+def _batching(cfg: BenchConfig, core: MobileNetV1, fp32_path: str, xb: Tensor) -> List[dict]:
+    """Batch time of the whole batch vs chunk plans, one stream vs parallel streams."""
+    from .fold import DeployedMobileNetV1, fold_bn
+    folded = fold_bn(core)
+    runners: Dict[str, Callable] = {}
+    for streams in (1, cfg.threads):
+        for plan in [(0,) * 5, (1,) * 5, (4,) * 5, DEFAULT_CHUNKS]:
+            if streams > 1 and plan == (0,) * 5:
+                name = f"deploy, {streams} streams, whole share"
+            else:
+                name = (f"deploy, {streams} stream{'s' if streams > 1 else ''}, "
+                        + ("whole batch" if plan == (0,) * 5 else f"chunks {list(plan)}"))
+            runners[name] = DeployedMobileNetV1(folded, True, plan, streams=streams)
+        if streams == 1:
+            runners["eager core model (NCHW), whole batch"] = _torch_runner(core)
+    for streams in sorted({1, cfg.threads}):
+        for chunk in (0, 1, 8):
+            runners[f"ONNX Runtime, {streams} stream{'s' if streams > 1 else ''}, "
+                    + (f"chunks of {chunk}" if chunk else "whole batch")] = OrtModel(
+                        fp32_path, cfg.threads, streams=streams, chunk=chunk)
+    times = time_interleaved(runners, xb, cfg.batch_rounds, 1, warmup=1)
+    return [dict(strategy=name, batch_ms=statistics.median(t) * 1e3,
+                 img_s=len(xb) / statistics.median(t)) for name, t in times.items()]
+
+
+def _grid(cfg: BenchConfig, bn_images: Tensor) -> List[dict]:
+    """Batch-1 latency of the 16 paper models (ONNX Runtime fp32 and deploy eager)."""
+    from .export import export_onnx
+    runners_ort: Dict[str, Callable] = {}
+    runners_dep: Dict[str, Callable] = {}
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for alpha in GRID_ALPHAS:
+            model = calibrate_bn(MobileNetV1(1000, alpha), bn_images)
+            for res in PAPER_RESOLUTIONS:
+                key = f"{alpha}-{res}"
+                path = export_onnx(model, os.path.join(tmp, f"{key}.onnx"), resolution=res)
+                runners_ort[key] = OrtModel(path, cfg.threads, streams=1)
+                runners_dep[key] = deploy(model)
+                rows.append(dict(alpha=alpha, resolution=res, mult_adds=count(alpha, res).mult_adds))
+        inputs = {res: torch.nn.functional.interpolate(bn_images[:1], size=(res, res),
+                                                       mode="bilinear") for res in PAPER_RESOLUTIONS}
+        for label, runners in (("ort_ms", runners_ort), ("deploy_ms", runners_dep)):
+            # One timing call per model and round, rounds interleave the models.
+            per = {k: [] for k in runners}
+            for _ in range(cfg.grid_rounds):
+                for row in rows:
+                    key = f"{row['alpha']}-{row['resolution']}"
+                    t = time_interleaved({key: runners[key]}, inputs[row["resolution"]], 1,
+                                         cfg.grid_calls, warmup=1)[key]
+                    per[key] += t
+            for row in rows:
+                row[label] = statistics.median(per[f"{row['alpha']}-{row['resolution']}"]) * 1e3
+    return rows
+
+
+def scaling_exponents(rows: List[dict], key: str) -> Dict[str, float]:
+    """Least-squares exponents: latency ~ alpha^a (per resolution, averaged), ~ rho^r, ~ MA^m."""
+    def slope(xs, ys):
+        xs, ys = np.log(xs), np.log(ys)
+        return float(np.polyfit(xs, ys, 1)[0])
+    alphas = sorted({r["alpha"] for r in rows})
+    res = sorted({r["resolution"] for r in rows})
+    a = [slope([r["alpha"] for r in rows if r["resolution"] == s],
+               [r[key] for r in rows if r["resolution"] == s]) for s in res]
+    rho = [slope([r["resolution"] / 224 for r in rows if r["alpha"] == al],
+                 [r[key] for r in rows if r["alpha"] == al]) for al in alphas]
+    ma_a = [slope([r["alpha"] for r in rows if r["resolution"] == s],
+                  [r["mult_adds"] for r in rows if r["resolution"] == s]) for s in res]
+    ma_r = [slope([r["resolution"] / 224 for r in rows if r["alpha"] == al],
+                  [r["mult_adds"] for r in rows if r["alpha"] == al]) for al in alphas]
+    return dict(alpha=float(np.mean(a)), rho=float(np.mean(rho)),
+                mult_adds=slope([r["mult_adds"] for r in rows], [r[key] for r in rows]),
+                mult_adds_alpha=float(np.mean(ma_a)), mult_adds_rho=float(np.mean(ma_r)))
+
+
+def _agreement(cfg: BenchConfig) -> Dict[str, object]:
+    from .data import normalize, render_shapes, shapes_classifier
+    from .export import export_onnx
+    from .quant import agreement, quantize_int8
+    spec = dict(cfg.agreement_model)
+    start = time.time()
+    model, info = shapes_classifier(cache_dir=os.path.join(cfg.work_dir, "cache"),
+                                    log=cfg.log, **spec)
+    res = int(spec["resolution"])
+    clutter = bool(spec.get("clutter", True))
+    fp32 = export_onnx(model, os.path.join(cfg.work_dir, "shapes_cls_fp32.onnx"), resolution=res)
+    calib = normalize(render_shapes(cfg.calibration_images, res, 20_000, clutter)[0])
+    int8 = quantize_int8(fp32, os.path.join(cfg.work_dir, "shapes_cls_int8.onnx"), calib)
+    images, labels = render_shapes(cfg.agreement_images, res, 30_000, clutter)
+    result = agreement(fp32, int8, normalize(images), labels, threads=cfg.threads)
+    out = dict(model=info, result=result.as_dict())
+    if not clutter:  # harder images the model never saw: cluttered backgrounds, lower margins
+        images, labels = render_shapes(cfg.agreement_images, res, 40_000, True)
+        out["cluttered"] = agreement(fp32, int8, normalize(images), labels,
+                                     threads=cfg.threads).as_dict()
+    out["seconds"] = round(time.time() - start, 1)
+    return out
+
+
+def _targets(report: Dict[str, object]) -> List[dict]:
+    paths = {p["name"]: p for p in report["paths"]}
+    peak = _peak(report)
+    ours_fp32 = [p for p in report["paths"] if p["family"] == "ours" and p["precision"] == "fp32"]
+    best = min(ours_fp32, key=lambda p: p["b1_median_ms"])
+    peak_ms = 2 * best["mult_adds"] / (peak * 1e9) * 1e3
+    report["best_fp32"] = best["name"]
+    out = []
+
+    def target(text: str, ok: Optional[bool], value: str) -> None:
+        out.append(dict(target=text, met=ok, value=value))
+
+    timm_ort = paths.get("timm mobilenetv1_100 ONNX Runtime")
+    timm_eager = paths.get("timm mobilenetv1_100 eager")
+    deploy_ = paths[DEPLOY]
+    int8 = paths["mnet ONNX Runtime int8"]
+    if timm_ort:
+        target("best fp32 path at batch 1 faster than ONNX Runtime on timm's export",
+               best["b1_median_ms"] < timm_ort["b1_median_ms"],
+               f"{best['name']}: {best['b1_median_ms']:.2f} ms vs {timm_ort['b1_median_ms']:.2f} ms")
+    target("best fp32 path within 1.2x of the GEMM-peak time", best["b1_median_ms"] <= 1.2 * peak_ms,
+           f"{best['b1_median_ms']:.2f} ms vs {peak_ms:.2f} ms at {peak:.0f} GFLOP/s "
+           f"({best['b1_median_ms'] / peak_ms:.2f}x)")
+    best_batch = max(ours_fp32, key=lambda p: p["batch_img_s"])
+    target("batch-32 throughput >= batch-1 throughput (best fp32 path)",
+           best["batch_img_s"] >= best["b1_img_s"],
+           f"{best['name']}: {best['batch_img_s']:.0f} vs {best['b1_img_s']:.0f} img/s "
+           f"(highest batch-32: {best_batch['name']}, {best_batch['batch_img_s']:.0f} img/s)")
+    if timm_eager:
+        s1 = timm_eager["b1_median_ms"] / deploy_["b1_median_ms"]
+        s32 = timm_eager["batch_ms"] / deploy_["batch_ms"]
+        target("PyTorch deploy >= 1.5x faster than timm eager at batch 1", s1 >= 1.5, f"{s1:.2f}x")
+        target("PyTorch deploy >= 2x faster than timm eager at batch 32", s32 >= 2.0, f"{s32:.2f}x")
+        compiled = paths.get("mnet deploy + torch.compile")
+        if compiled:
+            c1 = timm_eager["b1_median_ms"] / compiled["b1_median_ms"]
+            c32 = timm_eager["batch_ms"] / compiled["batch_ms"]
+            target("(deploy + torch.compile vs timm eager, batch 1 / 32)", None,
+                   f"{c1:.2f}x / {c32:.2f}x")
+    speed = best["b1_median_ms"] / int8["b1_median_ms"]
+    target("int8 >= 1.8x faster than the best fp32 path (batch 1)", speed >= 1.8,
+           f"{speed:.2f}x ({int8['b1_median_ms']:.2f} ms)")
+    speed32 = int8["batch_img_s"] / best_batch["batch_img_s"]
+    target("(int8 vs the best fp32 path, batch 32 throughput)", None, f"{speed32:.2f}x")
+    agree = report["agreement"]["result"]["top1_agreement"]
+    target("int8 top-1 agreement with fp32 >= 99%", agree >= 0.99,
+           f"{100 * agree:.1f}% of {report['agreement']['result']['images']} images")
+    return out
+
+
+def format_markdown(report: Dict[str, object]) -> str:
+    m = report["machine"]
+    peak = _peak(report)
+    lines = [f"Machine: {m.get('cpu')} ({m.get('isa')}), {m['cpu_count']} cores, "
+             f"{m['threads']} threads; torch {m['torch']}, onnxruntime {m.get('onnxruntime')}, "
+             f"timm {m.get('timm')}, torchvision {m.get('torchvision')}; load average "
+             f"{m['loadavg_start'][0]:.2f} at start, {m.get('loadavg_end', [float('nan')])[0]:.2f}"
+             f" at end.",
+             "GEMM peak (2048^3 fp32): " + ", ".join(f"{k} {v:.0f} GFLOP/s"
+                                                     for k, v in report["gemm_gflops"].items())
+             + f"; the peak used below: {peak:.0f} GFLOP/s (ONNX Runtime MatMul, as in the issue)"
+             f" = {2 * report['paths'][0]['mult_adds'] / peak / 1e6:.2f} ms for the 1.0-224 "
+             f"model's {2 * report['paths'][0]['mult_adds'] / 1e9:.2f} GFLOP.",
+             "",
+             "| Path | Prec. | Batch 1 median (ms) | p90 (ms) | Batch 1 img/s | "
+             f"Batch {report['config']['batch']} (ms) | img/s | GFLOP/s (b1) | % of fp32 peak | "
+             "max abs diff |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for p in report["paths"]:
+        diff = "–" if p["max_diff"] is None else f"{p['max_diff']:.1e}"
+        lines.append(f"| {p['name']} | {p['precision']} | {p['b1_median_ms']:.2f} | "
+                     f"{p['b1_p90_ms']:.2f} | {p['b1_img_s']:.0f} | {p['batch_ms']:.0f} | "
+                     f"{p['batch_img_s']:.0f} | {p['gflops']:.0f} | {p['pct_peak']:.0f}% | {diff} |")
+    lines += ["", "GFLOP/s = 2 x paper mult-adds (569M for 1.0 MobileNet-224, conv + fc weights) "
+              "/ batch-1 median time; max abs diff: logits vs the same family's eager model on two "
+              "images (int8: see agreement). Notes: " + "; ".join(
+                  f"{p['name']}: {p['note']}" for p in report["paths"] if p["note"]), ""]
+    lines += ["Targets:", ""]
+    for t in report["targets"]:
+        mark = {True: "met", False: "NOT met", None: "info"}[t["met"]]
+        lines.append(f"- [{mark}] {t['target']}: {t['value']}")
+    lines += ["", f"Batching strategy (batch {report['config']['batch']}):", "",
+              "| Strategy | ms per batch | img/s |", "|---|---:|---:|"]
+    lines += [f"| {b['strategy']} | {b['batch_ms']:.0f} | {b['img_s']:.0f} |"
+              for b in report["batching"]]
+    if report.get("grid"):
+        rows = report["grid"]
+        base = next(r for r in rows if r["alpha"] == 1.0 and r["resolution"] == 224)
+        lines += ["", "The 16 alpha x resolution models, batch 1 (ms; ratio to 1.0-224 in "
+                  "brackets):", "",
+                  "| alpha | res | mult-adds (M) | MA ratio | ONNX Runtime fp32 | deploy eager |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(f"| {r['alpha']} | {r['resolution']} | {r['mult_adds'] / 1e6:.0f} | "
+                         f"{r['mult_adds'] / base['mult_adds']:.2f} | {r['ort_ms']:.2f} "
+                         f"({r['ort_ms'] / base['ort_ms']:.2f}) | {r['deploy_ms']:.2f} "
+                         f"({r['deploy_ms'] / base['deploy_ms']:.2f}) |")
+        lines.append("")
+        for key, label in (("ort_ms", "ONNX Runtime"), ("deploy_ms", "deploy eager")):
+            e = scaling_exponents(rows, key)
+            lines.append(f"- {label}: latency ~ alpha^{e['alpha']:.2f} and rho^{e['rho']:.2f} "
+                         f"(mult-adds ~ alpha^{e['mult_adds_alpha']:.2f}, "
+                         f"rho^{e['mult_adds_rho']:.2f}); latency ~ mult-adds^"
+                         f"{e['mult_adds']:.2f} over the 16 models.")
+    a = report["agreement"]
+    r, info = a["result"], a["model"]
+    lines += ["", f"Int8 agreement: {100 * r['top1_agreement']:.1f}% top-1 agreement on "
+              f"{r['images']} held-out rendered shape images; model: {info['alpha']} MobileNetV1-"
+              f"{info['resolution']}, 5 classes, trained here on {info['num_train']} rendered "
+              f"images ({'cluttered' if info.get('clutter', True) else 'gradient'} backgrounds) x "
+              f"{info['epochs']} epochs (val accuracy {100 * info['val_accuracy']:.1f}%); "
+              f"fp32 accuracy {100 * r['fp32_accuracy']:.1f}%, int8 {100 * r['int8_accuracy']:.1f}%"
+              f"; calibration: {report['config']['calibration_images']} other rendered images; "
+              f"mean |logit diff| {r['mean_abs_logit_diff']:.3f}."]
+    if a.get("cluttered"):
+        c = a["cluttered"]
+        lines.append(f"On {c['images']} harder images it never saw (the same shapes on the "
+                     f"cluttered backgrounds of `mnet_backbone.shapes`): "
+                     f"{100 * c['top1_agreement']:.1f}% agreement (fp32 accuracy "
+                     f"{100 * c['fp32_accuracy']:.1f}%, int8 {100 * c['int8_accuracy']:.1f}%).")
+    return "\n".join(lines)
+
+
+def plot(report: Dict[str, object], path: str) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    ax = axes[0]
+    paths = report["paths"]
+    names = [p["name"].replace(" (", "\n(") for p in paths]
+    y = np.arange(len(paths))
+    ax.barh(y - 0.2, [p["b1_median_ms"] for p in paths], 0.4, label="batch 1 latency")
+    ax.barh(y + 0.2, [p["batch_ms"] / p["batch"] for p in paths], 0.4,
+            label=f"batch {paths[0]['batch']}: ms per image")
+    peak = _peak(report)
+    ax.axvline(2 * paths[0]["mult_adds"] / (peak * 1e9) * 1e3, color="k", ls="--", lw=1,
+               label=f"GEMM-peak time ({peak:.0f} GFLOP/s)")
+    ax.set_yticks(y, names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("ms")
+    ax.set_title("MobileNet inference, CPU")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    if report.get("grid"):
+        rows = report["grid"]
+        for key, marker in (("ort_ms", "o"), ("deploy_ms", "s")):
+            for res in PAPER_RESOLUTIONS:
+                sub = [r for r in rows if r["resolution"] == res]
+                ax.plot([r["mult_adds"] / 1e6 for r in sub], [r[key] for r in sub], marker,
+                        ls="-" if key == "ort_ms" else ":",
+                        label=f"{'ORT' if key == 'ort_ms' else 'deploy'} {res}px")
+        base = next(r for r in rows if r["alpha"] == 1.0 and r["resolution"] == 224)
+        xs = np.array([min(r["mult_adds"] for r in rows), base["mult_adds"]]) / 1e6
+        ax.plot(xs, base["ort_ms"] * xs / (base["mult_adds"] / 1e6), "k--", lw=1,
+                label="latency proportional to mult-adds")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("mult-adds (M)")
+        ax.set_ylabel("batch-1 latency (ms)")
+        ax.set_title("16 alpha x resolution models")
+        ax.legend(fontsize=6, ncol=2)
+        ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(report: Dict[str, object], out_dir: str) -> Dict[str, str]:
+    os.makedirs(out_dir, exist_ok=True)
+    files = dict(json=os.path.join(out_dir, "benchmark.json"),
+                 md=os.path.join(out_dir, "benchmark.md"),
+                 png=os.path.join(out_dir, "benchmark.png"))
+    with open(files["json"], "w") as f:
+        json.dump(report, f, indent=1, default=float)
+    with open(files["md"], "w") as f:
+        f.write(format_markdown(report) + "\n")
+    plot(report, files["png"])
+    return files
