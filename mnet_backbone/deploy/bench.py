@@ -7,13 +7,15 @@ percentile over all calls, batch-32 throughput the median over its calls.
 
 Measured (``tools/benchmark.py`` writes ``benchmark.md``, ``benchmark.json``, ``benchmark.png``):
 
-* this package's 1.0 MobileNet-224: eager (the core model, NCHW), deploy (BN folded, channels-last,
-  chunked batches), deploy + torch.compile, ONNX Runtime fp32, ONNX Runtime int8 (static,
-  per-channel); timm ``mobilenetv1_100`` eager and on ONNX Runtime (exported the same way);
+* this package's 1.0 MobileNet-224: eager (the core model, NCHW), deploy (BN folded, fused oneDNN
+  conv + activation, channels-last, chunked batches), deploy + torch.compile, ONNX Runtime fp32
+  and int8 (static, per-channel) through :class:`~mnet_backbone.deploy.runtime.OrtModel`
+  (batches split between single-threaded streams); timm ``mobilenetv1_100`` eager and on ONNX
+  Runtime (exported the same way, run plainly and through ``OrtModel``);
   torchvision ``mobilenet_v2`` and ``mobilenet_v3_large`` eager;
 * a GEMM peak measured here (2048^3 fp32 MatMul in ONNX Runtime and ``torch.mm``; the higher
   counts) and each path's effective GFLOP/s (2 x paper mult-adds / time) as a share of it;
-* the batching strategy: batch-32 time of whole-batch vs chunked runs;
+* the batching strategy: batch-32 time of whole-batch vs chunked runs, one stream vs several;
 * the 16 alpha x resolution models: batch-1 latency vs their mult-adds, and how latency scales with
   alpha and rho (the paper: mult-adds scale with alpha^2 and rho^2);
 * int8 vs fp32 top-1 agreement on a MobileNetV1 trained on rendered shape images
@@ -49,7 +51,7 @@ __all__ = ["BenchConfig", "PathResult", "run_benchmark", "gemm_peak", "calibrate
            "format_markdown", "plot", "time_interleaved"]
 
 GRID_ALPHAS = (1.0, 0.75, 0.5, 0.25)
-DEPLOY = "mnet deploy (folded, fused oneDNN, channels-last, streams+chunks)"
+DEPLOY = "mnet deploy (folded, fused oneDNN, channels-last, chunks)"
 
 
 @dataclass
@@ -123,14 +125,18 @@ def _torch_runner(model: nn.Module, channels_last: bool = False) -> Callable[[Te
 
 
 def time_interleaved(runners: Dict[str, Callable[[Tensor], object]], x: Tensor, rounds: int,
-                     calls: int, warmup: int = 2) -> Dict[str, List[float]]:
-    """Seconds per call of each runner; every round runs each runner ``calls`` times in turn."""
+                     calls: int, warmup: int = 2, pause: float = 0.02) -> Dict[str, List[float]]:
+    """Seconds per call of each runner; every round runs each runner ``calls`` times in turn,
+    each block after a short pause (the previous runner's spinning threads go to sleep) and one
+    untimed call (caches and thread pools warm again)."""
     for run in runners.values():
         for _ in range(warmup):
             run(x)
     times: Dict[str, List[float]] = {name: [] for name in runners}
     for _ in range(rounds):
         for name, run in runners.items():
+            time.sleep(pause)
+            run(x)
             for _ in range(calls):
                 start = time.perf_counter()
                 run(x)
@@ -262,14 +268,14 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, object]:
     add("mnet eager (core model)", "ours", "fp32", ma, _torch_runner(core), ref)
     fast = deploy(core)
     add(DEPLOY, "ours", "fp32", ma, fast, ref,
-        note=f"chunks {list(DEFAULT_CHUNKS)}, streams: {fast.streams}, fused: {fast.fused}")
+        note=f"chunks {list(DEFAULT_CHUNKS)}, fused: {fast.fused}")
     if cfg.compile:
         start = time.time()
         compiled = deploy(core, compile=True)
         compiled(x1)
         compiled(xb)
         add("mnet deploy + torch.compile", "ours", "fp32", ma, compiled, ref,
-            note=f"chunks {list(DEFAULT_CHUNKS)}, 1 stream, compiling took "
+            note=f"chunks {list(DEFAULT_CHUNKS)}, Inductor with frozen weights, compiling took "
                  f"{time.time() - start:.0f}s")
     fp32_path = os.path.join(cfg.work_dir, "mnet_1.0_224.onnx")
     export_onnx(core, fp32_path, resolution=res)
@@ -317,7 +323,7 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, object]:
         p.b1_median_ms = statistics.median(times[p.name]) * 1e3
         p.b1_p90_ms = _p90(times[p.name]) * 1e3
     _log(cfg, f"batch {cfg.batch}: {cfg.batch_rounds} rounds ...")
-    times = time_interleaved(runners, xb, cfg.batch_rounds, 1, warmup=1)
+    times = time_interleaved(runners, xb, cfg.batch_rounds, 1, warmup=0)
     for p in paths:
         p.batch_ms = statistics.median(times[p.name]) * 1e3
     report["paths"] = [dict(asdict(p), b1_img_s=p.b1_img_s, batch_img_s=p.batch_img_s,
@@ -357,7 +363,8 @@ def _batching(cfg: BenchConfig, core: MobileNetV1, fp32_path: str, xb: Tensor) -
     folded = fold_bn(core)
     runners: Dict[str, Callable] = {}
     for streams in (1, cfg.threads):
-        for plan in [(0,) * 5, (1,) * 5, (4,) * 5, DEFAULT_CHUNKS]:
+        for plan in [(0,) * 5, (1,) * 5, (4,) * 5, DEFAULT_CHUNKS] if streams == 1 else [
+                (0,) * 5, DEFAULT_CHUNKS]:
             if streams > 1 and plan == (0,) * 5:
                 name = f"deploy, {streams} streams, whole share"
             else:
@@ -371,7 +378,7 @@ def _batching(cfg: BenchConfig, core: MobileNetV1, fp32_path: str, xb: Tensor) -
             runners[f"ONNX Runtime, {streams} stream{'s' if streams > 1 else ''}, "
                     + (f"chunks of {chunk}" if chunk else "whole batch")] = OrtModel(
                         fp32_path, cfg.threads, streams=streams, chunk=chunk)
-    times = time_interleaved(runners, xb, cfg.batch_rounds, 1, warmup=1)
+    times = time_interleaved(runners, xb, cfg.batch_rounds, 1, warmup=0)
     return [dict(strategy=name, batch_ms=statistics.median(t) * 1e3,
                  img_s=len(xb) / statistics.median(t)) for name, t in times.items()]
 
@@ -400,7 +407,7 @@ def _grid(cfg: BenchConfig, bn_images: Tensor) -> List[dict]:
                 for row in rows:
                     key = f"{row['alpha']}-{row['resolution']}"
                     t = time_interleaved({key: runners[key]}, inputs[row["resolution"]], 1,
-                                         cfg.grid_calls, warmup=1)[key]
+                                         cfg.grid_calls, warmup=0)[key]
                     per[key] += t
             for row in rows:
                 row[label] = statistics.median(per[f"{row['alpha']}-{row['resolution']}"]) * 1e3

@@ -10,9 +10,9 @@ stay those of the core, and the original model is not touched.
 * channels-last activations (oneDNN's native layout for convolutions on CPU);
 * each folded conv + bias + activation as one oneDNN call with its weight pre-packed once
   (:class:`FusedConvAct`, built from the folded ``ConvBNAct`` units of a copy of the stages);
-* a batching strategy for large batches: the batch is split between parallel single-threaded
-  streams (one per intra-op thread, :mod:`.streams`), and each stream runs its share in
-  cache-sized chunks: the stages are split into groups and each group runs its input in chunks
+* a batching strategy for large batches: the batch runs in cache-sized chunks (optionally split
+  between parallel single-threaded streams, :mod:`.streams`; off by default for PyTorch, where
+  it measured no faster than one stream with all threads): the stages are split into groups and each group runs its input in chunks
   of a few images, depth first (a chunk goes through all the stages of its group before the next
   chunk starts), so the large early feature maps of one chunk stay in the core's cache instead of
   a whole batch of them streaming through memory once per layer; late stages (small maps, large
@@ -38,9 +38,10 @@ __all__ = ["fold_bn", "fold_conv_bn", "DeployedMobileNetV1", "deploy", "DEFAULT_
            "tune_chunks", "compile_options", "FusedConvAct", "fuse_units", "can_fuse"]
 
 # Chunk size per stage (strides 2, 4, 8, 16, 32); 0 = the whole batch. Chosen by measurement on
-# a 2-core AVX-512 machine with tools/benchmark.py (see the README's performance section and
-# :func:`tune_chunks` to measure it on another machine).
-DEFAULT_CHUNKS: Tuple[int, ...] = (4, 4, 4, 8, 8)
+# a 2-core AVX-512 machine, 2 threads (batch 32: whole batch 290 ms, chunks of 1 182 ms, this plan
+# 171 ms, batch 1 5.6 ms; chunks of 2 or 4 in the early stages were slower than the whole batch);
+# see the README's performance section, and :func:`tune_chunks` to measure another machine.
+DEFAULT_CHUNKS: Tuple[int, ...] = (1, 1, 1, 1, 8)
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> nn.Conv2d:
@@ -201,8 +202,9 @@ class DeployedMobileNetV1(nn.Module):
         resolution: the input size the fused weights are packed for (any size runs).
         streams: batches of at least ``streams`` images are split between that many worker
             threads, each running PyTorch single-threaded on its share (see
-            :mod:`mnet_backbone.deploy.streams`); ``None``: ``torch.get_num_threads()`` (1 with
-            ``compile``: Inductor's kernels fix their thread count when compiled); 1: off.
+            :mod:`mnet_backbone.deploy.streams`); ``None`` and 1: off (measured no faster than
+            one stream using all threads; Inductor's kernels also fix their thread count when
+            compiled).
 
     ``forward`` gives what the core's ``forward`` gives (logits, or pooled features when the model
     has no classifier); ``forward_features`` the feature maps of ``out_indices``.
@@ -244,7 +246,7 @@ class DeployedMobileNetV1(nn.Module):
         self._runners = [self._compile(m) if compile else m for m in self.groups]
         self._head = self._compile(self.head) if compile else self.head
         if streams is None:
-            streams = 1 if compile else torch.get_num_threads()
+            streams = 1
         self.streams = streams
         self._pool = StreamPool(streams) if streams > 1 else None
 
