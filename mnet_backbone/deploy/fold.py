@@ -8,8 +8,9 @@ stay those of the core, and the original model is not touched.
 :class:`DeployedMobileNetV1` runs a folded model for inference:
 
 * channels-last activations (oneDNN's native layout for convolutions on CPU);
-* each folded conv + bias + activation as one oneDNN call with its weight pre-packed once
-  (:class:`FusedConvAct`, built from the folded ``ConvBNAct`` units of a copy of the stages);
+* each folded conv + bias + activation as one oneDNN call with its weight pre-packed per input
+  shape (:class:`FusedConvAct`, built from the folded ``ConvBNAct`` units of a copy of the
+  stages);
 * a batching strategy for large batches: the batch runs in cache-sized chunks (optionally split
   between parallel single-threaded streams, :mod:`.streams`; off by default for PyTorch, where
   it measured no faster than one stream with all threads): the stages are split into groups and each group runs its input in chunks
@@ -120,10 +121,18 @@ def can_fuse() -> bool:
 
 class FusedConvAct(nn.Module):
     """A folded ``ConvBNAct`` as one oneDNN call: convolution + bias + activation, with the weight
-    reordered once into oneDNN's blocked layout (what Inductor's weight pre-packing does, here in
-    eager mode). CPU and fp32 only; any input size and batch."""
+    reordered into oneDNN's blocked layout for the input shape it meets (what Inductor's weight
+    pre-packing does, here in eager mode). CPU and fp32 only; any input size and batch.
 
-    def __init__(self, unit: ConvBNAct, input_size: Sequence[int] = (1, 3, 224, 224)):
+    oneDNN picks its kernel, and so the weight layout it wants, from the input shape and the
+    thread count: a weight packed for another shape is reordered again on *every* call (measured
+    3-10x slower). So the packed weight is kept per (batch, height, width, threads), packed on
+    first use; past :attr:`MAX_PACKED` shapes the plain weight is used.
+    """
+
+    MAX_PACKED = 8
+
+    def __init__(self, unit: ConvBNAct):
         super().__init__()
         conv = unit.conv
         if not isinstance(unit.bn, nn.Identity):
@@ -131,17 +140,27 @@ class FusedConvAct(nn.Module):
         self.pad_same, self.kernel_size, self.stride = unit.pad_same, unit.kernel_size, unit.stride
         self.conv_args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         self.attr, self.scalars, self.post = _post_op(unit.act)
-        weight = conv.weight.detach().float()
-        # Plain attributes, not buffers: an opaque oneDNN tensor has no storage to copy or save.
-        self.packed_weight = torch.ops.mkldnn._reorder_convolution_weight(
-            weight, *self.conv_args, input_size=list(input_size))
+        # Plain attributes, not buffers: opaque oneDNN tensors have no storage to copy or save.
+        self.weight = conv.weight.detach().float().clone()
         self.bias = conv.bias.detach().float().clone()
+        self.packed: Dict[Tuple[int, int, int, int], Tensor] = {}
+
+    def _weight_for(self, x: Tensor) -> Tensor:
+        key = (x.shape[0], x.shape[2], x.shape[3], torch.get_num_threads())
+        weight = self.packed.get(key)
+        if weight is None:
+            if len(self.packed) >= self.MAX_PACKED:
+                return self.weight
+            weight = torch.ops.mkldnn._reorder_convolution_weight(
+                self.weight, *self.conv_args, input_size=list(x.shape))
+            self.packed[key] = weight
+        return weight
 
     def forward(self, x: Tensor) -> Tensor:
         if self.pad_same:
             x = pad_same(x, self.kernel_size, self.stride)
         padding, stride, dilation, groups = self.conv_args
-        y = torch.ops.mkldnn._convolution_pointwise(x, self.packed_weight, self.bias, padding,
+        y = torch.ops.mkldnn._convolution_pointwise(x, self._weight_for(x), self.bias, padding,
                                                     stride, dilation, groups, self.attr,
                                                     self.scalars, None)
         return y if self.post is None else self.post(y)
@@ -150,18 +169,12 @@ class FusedConvAct(nn.Module):
         return f"groups={self.conv_args[3]}, stride={self.conv_args[1]}, post_op={self.attr}"
 
 
-def fuse_units(stages: nn.Module, resolution: int = 224, in_channels: int = 3) -> nn.Module:
-    """Replace every folded ``ConvBNAct`` under ``stages`` (in place) by a :class:`FusedConvAct`,
-    pre-packed for a ``resolution`` input (other sizes work too)."""
-    size = resolution
-    channels = in_channels
+def fuse_units(stages: nn.Module) -> nn.Module:
+    """Replace every folded ``ConvBNAct`` under ``stages`` (in place) by a :class:`FusedConvAct`."""
     for name, unit in list(stages.named_modules()):
-        if not isinstance(unit, ConvBNAct):
-            continue
-        parent = stages.get_submodule(name.rsplit(".", 1)[0]) if "." in name else stages
-        setattr(parent, name.rsplit(".", 1)[-1], FusedConvAct(unit, (1, channels, size, size)))
-        size = -(-size // unit.stride)
-        channels = unit.conv.out_channels
+        if isinstance(unit, ConvBNAct):
+            parent = stages.get_submodule(name.rsplit(".", 1)[0]) if "." in name else stages
+            setattr(parent, name.rsplit(".", 1)[-1], FusedConvAct(unit))
     return stages
 
 
@@ -199,7 +212,6 @@ class DeployedMobileNetV1(nn.Module):
         compile: ``torch.compile`` every group (and the head) with :func:`compile_options`.
         fuse: run each conv + bias + activation as one oneDNN call with pre-packed weights
             (:class:`FusedConvAct`); ``None``: when available and not compiling.
-        resolution: the input size the fused weights are packed for (any size runs).
         streams: batches of at least ``streams`` images are split between that many worker
             threads, each running PyTorch single-threaded on its share (see
             :mod:`mnet_backbone.deploy.streams`); ``None`` and 1: off (measured no faster than
@@ -212,8 +224,7 @@ class DeployedMobileNetV1(nn.Module):
 
     def __init__(self, folded: MobileNetV1, channels_last: bool = True,
                  chunks: Optional[Sequence[int]] = None, compile: bool = False,
-                 streams: Optional[int] = None, fuse: Optional[bool] = None,
-                 resolution: int = 224):
+                 streams: Optional[int] = None, fuse: Optional[bool] = None):
         super().__init__()
         chunks = tuple(DEFAULT_CHUNKS if chunks is None else chunks)
         if len(chunks) != len(folded.stages) or any(not isinstance(c, int) or c < 0
@@ -231,7 +242,7 @@ class DeployedMobileNetV1(nn.Module):
         self.fused = fuse
         stages = folded.stages
         if fuse:  # on a copy: ``folded`` may be shared
-            stages = fuse_units(copy.deepcopy(stages), resolution, folded.in_channels)
+            stages = fuse_units(copy.deepcopy(stages))
         last = len(stages) - 1
         bounds = [i for i in range(len(chunks)) if i == 0 or chunks[i] != chunks[i - 1]]
         self.groups = nn.ModuleList()
@@ -300,15 +311,14 @@ class DeployedMobileNetV1(nn.Module):
 
 
 def deploy(model: MobileNetV1, channels_last: bool = True, chunks: Optional[Sequence[int]] = None,
-           compile: bool = False, streams: Optional[int] = None, fuse: Optional[bool] = None,
-           resolution: int = 224) -> DeployedMobileNetV1:
+           compile: bool = False, streams: Optional[int] = None,
+           fuse: Optional[bool] = None) -> DeployedMobileNetV1:
     """Fold BN (:func:`fold_bn`) and wrap the copy for fast CPU inference.
 
     >>> fast = deploy(model)                  # eager, channels-last, chunked large batches
     >>> fast = deploy(model, compile=True)    # + torch.compile (first call compiles)
     """
-    return DeployedMobileNetV1(fold_bn(model), channels_last, chunks, compile, streams, fuse,
-                               resolution)
+    return DeployedMobileNetV1(fold_bn(model), channels_last, chunks, compile, streams, fuse)
 
 
 def tune_chunks(model: MobileNetV1, batch: int = 32, resolution: int = 224,
