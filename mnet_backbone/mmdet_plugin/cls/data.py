@@ -162,10 +162,12 @@ class ImageFolderDataset(BaseDataset):
         return name.lower().endswith(self.extensions)
 
     def _scan(self, folder: str, others: Counter) -> List[str]:
-        """Image files under ``folder`` (recursive, sorted); other files are counted."""
+        """Image files under ``folder`` (recursive, sorted); other files and hidden folders
+        (``.ipynb_checkpoints``, ...) are counted in ``others``."""
         found = []
         for root, dirs, files in os.walk(folder, followlinks=True):
-            dirs.sort()
+            others['(hidden folder)'] += sum(d.startswith('.') for d in dirs)
+            dirs[:] = sorted(d for d in dirs if not d.startswith('.'))
             for name in sorted(files):
                 if self._is_image(name):
                     found.append(osp.join(root, name))
@@ -234,10 +236,11 @@ class ImageFolderDataset(BaseDataset):
                     'allow_empty_classes=True')
             print_log(f'ImageFolderDataset: {message}', logger='current',
                       level=logging.WARNING)
+        others = +others  # drop zero counts
         if others:
             print_log(f'ImageFolderDataset: skipped {sum(others.values())} files that are not '
-                      f'images in {self.img_dir} ({_summary(others)})', logger='current',
-                      level=logging.WARNING)
+                      f'images or hidden folders in the class folders of {self.img_dir} '
+                      f'({_summary(others)})', logger='current', level=logging.WARNING)
         self._metainfo['classes'] = tuple(classes)
         print_log(f'ImageFolderDataset: {len(data_list)} images of {len(classes)} classes in '
                   f'{self.img_dir}', logger='current')
