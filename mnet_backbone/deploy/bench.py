@@ -585,6 +585,7 @@ def plot(report: Dict[str, object], path: str) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 5))
     ax = axes[0]
@@ -617,6 +618,7 @@ def plot(report: Dict[str, object], path: str) -> str:
                 label="latency proportional to mult-adds")
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("mult-adds (M)")
         ax.set_ylabel("batch-1 latency (ms)")
         ax.set_title("16 alpha x resolution models")

@@ -39,10 +39,11 @@ __all__ = ["fold_bn", "fold_conv_bn", "DeployedMobileNetV1", "deploy", "DEFAULT_
            "tune_chunks", "compile_options", "FusedConvAct", "fuse_units", "can_fuse"]
 
 # Chunk size per stage (strides 2, 4, 8, 16, 32); 0 = the whole batch. Chosen by measurement on
-# a 2-core AVX-512 machine, 2 threads (batch 32: whole batch 290 ms, chunks of 1 182 ms, this plan
-# 171 ms, batch 1 5.6 ms; chunks of 2 or 4 in the early stages were slower than the whole batch);
-# see the README's performance section, and :func:`tune_chunks` to measure another machine.
-DEFAULT_CHUNKS: Tuple[int, ...] = (1, 1, 1, 1, 8)
+# a 2-core AVX-512 machine (batch 32, 2 threads: whole batch 275 ms, chunks of 1 235 ms,
+# (1, 1, 1, 1, 8) 213 ms, chunks of 4 166 ms; 1 thread: whole 496 ms, chunks of 4 331 ms,
+# (2, 2, 2, 8, 8) 324 ms); see the README's performance section, and :func:`tune_chunks` to
+# measure another machine.
+DEFAULT_CHUNKS: Tuple[int, ...] = (4, 4, 4, 4, 4)
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.modules.batchnorm._BatchNorm) -> nn.Conv2d:
