@@ -518,7 +518,8 @@ def format_markdown(report: Dict[str, object]) -> str:
              f" at end.",
              "GEMM peak (2048^3 fp32): " + ", ".join(f"{k} {v:.0f} GFLOP/s"
                                                      for k, v in report["gemm_gflops"].items())
-             + f"; the peak used below: {peak:.0f} GFLOP/s (ONNX Runtime MatMul, as in the issue)"
+             + f"; the peak used for the % column and the targets: {peak:.0f} GFLOP/s (ONNX Runtime "
+             f"MatMul, as in the issue)"
              f" = {2 * report['paths'][0]['mult_adds'] / peak / 1e6:.2f} ms for the 1.0-224 "
              f"model's {2 * report['paths'][0]['mult_adds'] / 1e9:.2f} GFLOP.",
              "",
