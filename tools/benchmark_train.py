@@ -43,7 +43,11 @@ def measure_one(config: str, size: int, batch: int, steps: int, warmup: int, thr
     from mnet_backbone.cost import measure
 
     register_all_modules()
-    cfg = Config.fromfile(config)
+    if config.startswith('mmdet::'):
+        from mmengine.hub import get_config
+        cfg = get_config(config)  # mmdet's own config, shipped inside the mmdet package
+    else:
+        cfg = Config.fromfile(config)
     # No download: the VGG config names ImageNet weights; random init is enough for timing.
     cfg.model.backbone.pop('init_cfg', None)
     model = REGISTRY.build(cfg.model)
