@@ -183,7 +183,17 @@ def train(argv: Optional[List[str]] = None) -> Runner:
     check_dataset_paths(cfg, ('train', 'val') if cfg.get('val_cfg') else ('train',))
     runner = _build_runner(cfg)
     runner.train()
+    _close_distributed()
     return runner
+
+
+def _close_distributed() -> None:
+    """Shut the process group down before exit: gloo's threads abort the process
+    ("terminate called without an active exception") if the interpreter exits with it open."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def test_parser() -> argparse.ArgumentParser:
@@ -222,7 +232,9 @@ def test(argv: Optional[List[str]] = None) -> dict:
     runner = _build_runner(cfg)
     if args.out is not None:
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    return runner.test()
+    metrics = runner.test()
+    _close_distributed()
+    return metrics
 
 
 def run_cli(fn, argv=None) -> int:
