@@ -272,6 +272,12 @@ def _detection_setup(weights: Any, weights_enum: type, weights_backbone: Any,
     return weights, weights_backbone, num_classes, trainable
 
 
+def _with_detection_weights(model: nn.Module, weights: Any, progress: bool) -> nn.Module:
+    if weights is not None:  # pragma: no cover - no detection weights are published yet
+        model.load_state_dict(weights.get_state_dict(progress=progress, check_hash=True))
+    return model
+
+
 def _overwrite_value_param(param: str, actual: Any, expected: Any) -> Any:
     if actual is not None and actual != expected:
         raise ValueError(f"The parameter '{param}' expected value {expected} but got {actual} "
@@ -378,9 +384,7 @@ def _ssd(*, lite: bool, size: int, weights: Any, weights_enum: type, progress: b
             head = PointwiseSSDHead(out_channels, num_anchors, num_classes)
     model = SSD(backbone, anchor_generator, (size, size), num_classes, head=head,
                 **{**defaults, **kwargs})
-    if weights is not None:  # pragma: no cover - no detection weights are published yet
-        model.load_state_dict(weights.get_state_dict(progress=progress, check_hash=True))
-    return model
+    return _with_detection_weights(model, weights, progress)
 
 
 def ssd300_mobilenet_v1(
@@ -469,9 +473,7 @@ def _fasterrcnn(*, weights: Any, weights_enum: type, progress: bool, num_classes
     model = FasterRCNN(backbone, num_classes,
                        rpn_anchor_generator=AnchorGenerator(anchor_sizes, aspect_ratios),
                        **{**defaults, **kwargs})
-    if weights is not None:  # pragma: no cover - no detection weights are published yet
-        model.load_state_dict(weights.get_state_dict(progress=progress, check_hash=True))
-    return model
+    return _with_detection_weights(model, weights, progress)
 
 
 def fasterrcnn_mobilenet_v1_fpn(
