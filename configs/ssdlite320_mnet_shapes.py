@@ -1,11 +1,17 @@
 # The main job's detector: SSDLite320-MobileNetV1 trained from scratch on the generated shapes set
 # (python tools/make_shapes_dataset.py), through the same code path as COCO.
 #
-# Changes from the COCO config, for a 15-minute CPU schedule: alpha 0.25 (measured: 0.388 mAP in
-# 12.7 min with 30 epochs, against 0.357 in 14.8 min for alpha 0.5 with 16 epochs: more steps
-# beat more width here; `tools/main_job.py --alpha A` sets the matching neck/head widths), a
-# stride-8 level for the 24px objects, anchors sized to the data, light augmentation (the set is
-# already varied) and AdamW.
+# Changes from the COCO config, for a 15-minute budget on 2 CPU cores, each measured with 10-epoch
+# runs (val mAP@[.5:.95] after 10 epochs, 4 min each):
+# - alpha 0.25: more steps beat more width here (30 epochs at 0.25 scored above 16 at 0.5);
+#   `tools/main_job.py --alpha A` sets the matching neck/head widths.
+# - a stride-8 level for the 24 px objects and anchors sized to the data;
+# - matching IoU 0.3 instead of SSD's 0.5 (0.19 -> 0.34 at 0.4, 0.55 at 0.3, 0.56 at 0.2 but
+#   slower): the rotated shapes overlap few anchors above 0.5, and each positive is training
+#   signal;
+# - AdamW at a high learning rate, 0.06 (0.12 at 2e-3, 0.19 at 6e-3, 0.32 at 0.015, 0.36 at 0.03);
+# - light augmentation (the set is already varied); no loader process: both cores compute, and a
+#   worker competing with them made steps slower (0.195 vs 0.170 s at batch 8).
 _base_ = './ssdlite320_mnet_a050.py'
 
 data_root = 'data/shapes/'
@@ -23,7 +29,8 @@ model = dict(
             strides=[8, 16, 32, 64, 107, 160],
             ratios=[[2], [2], [2], [2], [2], [2]],
             min_sizes=[20, 40, 80, 130, 190, 250],
-            max_sizes=[40, 80, 130, 190, 250, 320])))
+            max_sizes=[40, 80, 130, 190, 250, 320])),
+    train_cfg=dict(assigner=dict(pos_iou_thr=0.3, neg_iou_thr=0.3)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -34,22 +41,23 @@ train_pipeline = [
 ]
 train_dataloader = dict(
     batch_size=16,
-    num_workers=1,
+    num_workers=0,
+    persistent_workers=False,
     dataset=dict(data_root=data_root, metainfo=metainfo, pipeline=train_pipeline))
-val_dataloader = dict(batch_size=16, num_workers=1,
+val_dataloader = dict(batch_size=16, num_workers=0, persistent_workers=False,
                       dataset=dict(data_root=data_root, metainfo=metainfo))
 test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
 test_evaluator = val_evaluator
 
 max_epochs = 30
-train_cfg = dict(max_epochs=max_epochs, val_interval=7)
+train_cfg = dict(max_epochs=max_epochs, val_interval=10)
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=100),
     dict(type='CosineAnnealingLR', begin=0, T_max=max_epochs, end=max_epochs, by_epoch=True,
          eta_min=0)
 ]
 optim_wrapper = dict(
-    optimizer=dict(_delete_=True, type='AdamW', lr=2e-3, weight_decay=0.05),
+    optimizer=dict(_delete_=True, type='AdamW', lr=0.06, weight_decay=0.05),
     paramwise_cfg=dict(dwconv_decay_mult=0., norm_decay_mult=0., bias_decay_mult=0.))
-default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=4))
+default_hooks = dict(logger=dict(interval=10), checkpoint=dict(interval=10))
