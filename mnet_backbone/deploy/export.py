@@ -134,6 +134,16 @@ class OnnxCheck:
         return max(r for _, r in self.outputs.values())
 
 
+def _reference_outputs(model: MobileNetV1, x: Tensor, features: bool) -> List[Tensor]:
+    """The eval-mode outputs an export must reproduce (the model's mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model.forward_features(x) if features else [MobileNetV1.forward(model, x)]
+    finally:
+        model.train(was_training)
+
+
 @torch.no_grad()
 def verify_onnx(path: str, model: MobileNetV1, x: Tensor, *, features: bool = False,
                 atol: float = 1e-4, threads: int = 0) -> OnnxCheck:
@@ -142,12 +152,7 @@ def verify_onnx(path: str, model: MobileNetV1, x: Tensor, *, features: bool = Fa
     Raises ``AssertionError`` when an output differs by more than ``atol`` relative to the
     output's largest magnitude (floor 1), or when shapes or output counts differ.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        refs = model.forward_features(x) if features else [MobileNetV1.forward(model, x)]
-    finally:
-        model.train(was_training)
+    refs = _reference_outputs(model, x, features)
     session = ort_session(path, threads)
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     names = [o.name for o in session.get_outputs()]
@@ -207,12 +212,7 @@ def verify_torchscript(path: str, model: MobileNetV1, x: Tensor, *, features: bo
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         loaded = torch.jit.load(path)
-    was_training = model.training
-    model.eval()
-    try:
-        refs = model.forward_features(x) if features else [MobileNetV1.forward(model, x)]
-    finally:
-        model.train(was_training)
+    refs = _reference_outputs(model, x, features)
     got = loaded(x)
     got = list(got) if isinstance(got, (tuple, list)) else [got]
     worst = 0.0
