@@ -40,7 +40,7 @@ else
             && have_mmcv_ops; then
         log "installed mmcv $MMCV_VERSION from a ready wheel"
     else
-        log "building mmcv $MMCV_VERSION with ops from source (about 7 minutes on 2 cores)"
+        log "building mmcv $MMCV_VERSION with ops from source (about 11 minutes on 2 cores)"
         work="$(mktemp -d)"
         "$PY" -m pip download -q --no-deps --no-binary :all: -d "$work" "mmcv==$MMCV_VERSION"
         tar -xzf "$work"/mmcv-*.tar.gz -C "$work"
