@@ -7,9 +7,12 @@ through the ``mnet://<entry>`` checkpoint scheme)::
     model = mobilenet_v1(weights="keras_1.0_224")            # downloads, converts, caches
     backbone = mobilenet_v1(weights="timm_1.0_224_ra4", num_classes=10, backbone_only=True)
     load_weights(model, "mobilenet_1_0_224_tf.h5")          # a local file of any source
+    model = mobilenet_v1(weights="mobilenet_v1_1.0_224.tgz", drop_background=True)  # TF graph
 
 Weights trained in TF/Keras need TF "SAME" padding and BN eps 1e-3: :func:`mobilenet_v1` builds
 the model with them, :func:`load_weights` switches an existing model to them (with a warning).
+Google's TF-slim graphs have a 1001-class head (class 0 = background); ``drop_background=True``
+gives the 1000 ImageNet classes.
 """
 from __future__ import annotations
 
@@ -20,19 +23,22 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 from torch import Tensor, nn
 
 from ..model import MobileNetV1
-from .convert import (SOURCE_MODEL_KWARGS, SOURCES, convert_file, convert_to_file, from_keras,
-                      from_plain, from_sequential, from_timm, read_keras_h5)
+from .convert import (BACKGROUND_CLASSES, SOURCE_MODEL_KWARGS, SOURCES, convert_file,
+                      convert_to_file, drop_background, from_keras, from_plain, from_sequential,
+                      from_timm, read_keras_h5)
 from .entries import ENTRIES, WeightEntry, get_entry, register
 from .hub import (CorruptWeightsError, HashMismatchError, IncompatibleWeightsError,
                   UnknownEntryError, WeightsDownloadError, WeightsError, cache_dir,
                   cached_conversion)
+from .tf_graph import MissingGraphError, from_tf_graph, imagenet_graph_path, read_tf_graph
 
 __all__ = ["WeightEntry", "ENTRIES", "get_entry", "register", "load_state_dict", "load_weights",
            "mobilenet_v1", "resolve_weights", "apply_model_kwargs", "check_fit", "convert_file",
            "convert_to_file", "from_keras", "from_timm", "from_sequential", "from_plain",
-           "read_keras_h5", "cache_dir", "SOURCES", "WeightsError", "UnknownEntryError",
+           "read_keras_h5", "read_tf_graph", "from_tf_graph", "drop_background",
+           "imagenet_graph_path", "cache_dir", "SOURCES", "WeightsError", "UnknownEntryError",
            "WeightsDownloadError", "HashMismatchError", "CorruptWeightsError",
-           "IncompatibleWeightsError"]
+           "IncompatibleWeightsError", "MissingGraphError"]
 
 WeightsLike = Union[WeightEntry, str, "os.PathLike[str]", Mapping[str, Tensor]]
 
@@ -54,9 +60,25 @@ def load_state_dict(entry_or_name, progress: bool = True,
     return cached_conversion(entry, _convert_entry_file(entry.source), progress, check_hash)
 
 
-def resolve_weights(weights: WeightsLike, progress: bool = True,
-                    check_hash: bool = True) -> Tuple[Dict[str, Tensor], dict, str]:
-    """``(state_dict, model_kwargs, description)`` of an entry, entry name, file or state dict."""
+def resolve_weights(weights: WeightsLike, progress: bool = True, check_hash: bool = True,
+                    drop_background: bool = False) -> Tuple[Dict[str, Tensor], dict, str]:
+    """``(state_dict, model_kwargs, description)`` of an entry, entry name, file or state dict.
+
+    ``drop_background``: a TF-slim 1001-class head becomes the 1000 ImageNet classes (any other
+    head is an error, see :func:`~mnet_backbone.weights.convert.drop_background`).
+    """
+    state_dict, model_kwargs, what = _resolve_weights(weights, progress, check_hash)
+    if drop_background:
+        state_dict = _drop_background(state_dict, what)
+        what = f"{what} (background class dropped)"
+    return state_dict, model_kwargs, what
+
+
+_drop_background = drop_background  # hidden by the arguments of the same name below
+
+
+def _resolve_weights(weights: WeightsLike, progress: bool,
+                     check_hash: bool) -> Tuple[Dict[str, Tensor], dict, str]:
     if isinstance(weights, WeightEntry) or (isinstance(weights, str) and weights in ENTRIES):
         entry = get_entry(weights)
         return (load_state_dict(entry, progress, check_hash), dict(entry.model_kwargs),
@@ -144,6 +166,9 @@ def check_fit(model: nn.Module, state_dict: Mapping[str, Tensor], what: str,
         if theirs is not None and tuple(theirs.shape) != tuple(value.shape):
             hint = (" - another num_classes: build the model with num_classes="
                     f"{theirs.shape[0]}, or pass backbone_only=True for a new classifier"
+                    + (" (a TF-slim head, class 0 = background: drop_background=True gives the "
+                       f"{theirs.shape[0] - 1} ImageNet classes)"
+                       if theirs.shape[0] == BACKGROUND_CLASSES else "")
                     if key.startswith("fc.") else
                     f" - another width multiplier{_alpha_hint(state_dict)}; the model has "
                     f"alpha={getattr(model, 'alpha', '?')}")
@@ -168,16 +193,19 @@ def check_fit(model: nn.Module, state_dict: Mapping[str, Tensor], what: str,
 
 
 def load_weights(model: nn.Module, weights: WeightsLike, backbone_only: bool = False,
-                 strict: bool = True, progress: bool = True, check_hash: bool = True):
+                 strict: bool = True, progress: bool = True, check_hash: bool = True,
+                 drop_background: bool = False):
     """Load ``weights`` (an entry, entry name, file of any supported source, or state dict).
 
     The model is switched to the padding and BN eps the weights need (see
     :func:`apply_model_kwargs`). ``backbone_only`` leaves the classifier out (detection, or a new
-    ``num_classes``). Shapes are checked first: weights for another alpha or num_classes raise
+    ``num_classes``); ``drop_background`` loads a TF-slim 1001-class head as the 1000 ImageNet
+    classes. Shapes are checked first: weights for another alpha or num_classes raise
     :class:`IncompatibleWeightsError` naming the first mismatched layer and both shapes.
     Returns ``model.load_state_dict``'s result.
     """
-    state_dict, model_kwargs, what = resolve_weights(weights, progress, check_hash)
+    state_dict, model_kwargs, what = resolve_weights(weights, progress, check_hash,
+                                                     drop_background)
     if backbone_only:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
         own = model.state_dict()
@@ -189,27 +217,33 @@ def load_weights(model: nn.Module, weights: WeightsLike, backbone_only: bool = F
 
 
 def mobilenet_v1(weights: Optional[WeightsLike] = None, progress: bool = True,
-                 backbone_only: bool = False, **kwargs) -> MobileNetV1:
+                 backbone_only: bool = False, drop_background: bool = False,
+                 **kwargs) -> MobileNetV1:
     """A core :class:`~mnet_backbone.model.MobileNetV1`, optionally with pretrained weights.
 
     With an entry (or its name), ``alpha``, ``num_classes`` and the settings the weights need
     (``entry.model_kwargs``: TF padding, BN eps, activation) come from the entry; passing a
     different value is an :class:`IncompatibleWeightsError`, except ``num_classes`` with
     ``backbone_only=True`` (a new classifier on the pretrained backbone). With a file path the
-    settings recorded for its source are used the same way.
+    settings recorded for its source are used the same way (TF graphs: read from the graph).
+    Google's TF graphs have 1001 classes (class 0 = background): pass ``num_classes=1001``, or
+    ``drop_background=True`` for the 1000 ImageNet classes.
     """
     if weights is None:
-        if backbone_only:
-            raise ValueError("backbone_only=True needs weights")
+        if backbone_only or drop_background:
+            raise ValueError("backbone_only=True / drop_background=True need weights")
         return MobileNetV1(**kwargs)
+    drop = drop_background
     if isinstance(weights, WeightEntry) or (isinstance(weights, str) and weights in ENTRIES):
         entry = get_entry(weights)
-        required = dict(alpha=entry.alpha, num_classes=entry.num_classes, **entry.model_kwargs)
+        required = dict(alpha=entry.alpha, num_classes=entry.num_classes - int(drop),
+                        **entry.model_kwargs)
         what = f"weights {entry.name!r}"
     else:
-        state_dict, model_kwargs, what = resolve_weights(weights, progress)
+        state_dict, model_kwargs, what = resolve_weights(weights, progress,
+                                                         drop_background=drop)
         required = dict(model_kwargs)
-        weights = state_dict  # converted once
+        weights, drop = state_dict, False  # converted (and the background dropped) once
     if backbone_only:
         required.pop("num_classes", None)
     for key, value in required.items():
@@ -219,5 +253,6 @@ def mobilenet_v1(weights: Optional[WeightsLike] = None, progress: bool = True,
                 f"out" + (" (or pass backbone_only=True for a new classifier)"
                           if key == "num_classes" else ""))
     model = MobileNetV1(**{**kwargs, **required})
-    load_weights(model, weights, backbone_only=backbone_only, progress=progress)
+    load_weights(model, weights, backbone_only=backbone_only, progress=progress,
+                 drop_background=drop)
     return model

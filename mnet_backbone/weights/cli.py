@@ -12,29 +12,36 @@ USAGE = """Convert MobileNetV1 weights to this package's checkpoint format.
   python tools/convert_weights.py mobilenet_1_0_224_tf.h5 mnet_keras_1.0_224.pth --from keras
   python tools/convert_weights.py model.safetensors mnet_timm.pth --from timm
   python tools/convert_weights.py keras_0.5_160 mnet_0.5_160.pth      # a registered entry
+  python tools/convert_weights.py mobilenet_v1_0.5_160.tgz mnet_tf.pth --from tf_graph --drop-background
 
 The output ({'state_dict', 'meta'}) loads with mmdet's init_cfg=dict(type='Pretrained',
 checkpoint=...), with mnet_backbone.weights.load_weights / mobilenet_v1(weights=PATH) and the
 torchvision builders. Keras weights need tf_padding=True and BN eps 1e-3 (recorded in 'meta';
 in an mmdet config set them on the backbone, or use checkpoint='mnet://PATH', which does it).
+TF frozen graphs (.pb, or Google's release .tgz) are read without TensorFlow; their settings come
+from the graph; their 1001-class head keeps class 0 = background unless --drop-background.
 """
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=USAGE, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("src", help="weights file (.h5, .safetensors, .pth, .bin) or entry name "
+    p.add_argument("src", help="weights file (.h5, .safetensors, .pth, .bin, .pb, .tgz) or entry "
+                               "name "
                                f"({', '.join(list(ENTRIES)[:2])}, ...)")
     p.add_argument("dst", help="output checkpoint (.pth)")
     p.add_argument("--from", dest="source", choices=SOURCES,
                    help="the source's layout (default: detected from the file)")
     p.add_argument("--backbone-only", action="store_true", help="leave the classifier out")
+    p.add_argument("--drop-background", action="store_true",
+                   help="TF-slim 1001-class head -> the 1000 ImageNet classes (class 0 removed)")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parser().parse_args(argv)
     try:
-        meta = convert_to_file(args.src, args.dst, args.source, args.backbone_only)
+        meta = convert_to_file(args.src, args.dst, args.source, args.backbone_only,
+                               args.drop_background)
     except (WeightsError, FileNotFoundError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,9 @@ after the stem in :data:`mnet_backbone.model.TABLE_1` order.
   (``model.N.{0,1,3,4}`` + ``fc``).
 * :func:`from_plain` - this package's own state dicts, possibly saved from a wrapper
   (``module.``, ``_orig_mod.``) or inside a detector (``backbone.``).
+* :func:`~mnet_backbone.weights.tf_graph.from_tf_graph` - TF-slim frozen graphs (``.pb``, or
+  Google's release ``.tgz`` holding ``*_frozen.pb``), read without TensorFlow by
+  :mod:`mnet_backbone.weights.tf_graph`; the settings come from the graph's own ops.
 
 :func:`convert_file` reads any of them from disk and tells which settings the weights need.
 """
@@ -29,16 +32,20 @@ from ..model import TABLE_1
 from .entries import KERAS_MODEL_KWARGS, TIMM_MODEL_KWARGS
 from .hub import (CorruptWeightsError, IncompatibleWeightsError, UnknownEntryError,
                   load_checkpoint, save_checkpoint)
+from .tf_graph import TF_GRAPH_MODEL_KWARGS, from_tf_graph, is_tf_graph_path, read_tf_graph
 
 __all__ = ["SOURCES", "read_keras_h5", "from_keras", "from_timm", "from_sequential", "from_plain",
            "detect_source", "unwrap", "read_file", "convert_file", "convert_to_file",
-           "SOURCE_MODEL_KWARGS"]
+           "SOURCE_MODEL_KWARGS", "drop_background", "BACKGROUND_CLASSES"]
 
-SOURCES = ("keras", "timm", "sequential", "plain")
-# The model settings each source's weights need ({}: not known from the file).
+SOURCES = ("keras", "timm", "sequential", "plain", "tf_graph")
+# The model settings each source's weights need ({}: not known from the file; tf_graph: TF-slim's,
+# but convert_file reads them from each graph).
 SOURCE_MODEL_KWARGS = {"keras": KERAS_MODEL_KWARGS, "timm": TIMM_MODEL_KWARGS,
-                       "sequential": {}, "plain": {}}
+                       "sequential": {}, "plain": {}, "tf_graph": TF_GRAPH_MODEL_KWARGS}
 KERAS_SUFFIXES = (".h5", ".hdf5")
+# Google's TF-slim heads: 1001 outputs, output 0 is "background", output i is ImageNet class i-1.
+BACKGROUND_CLASSES = 1001
 
 
 def _blocks() -> List[str]:
@@ -286,12 +293,30 @@ def read_file(path: str):
             ) from None
 
 
+def drop_background(state_dict: Dict[str, Tensor], what: str = "the weights"
+                    ) -> Dict[str, Tensor]:
+    """A 1000-class ImageNet classifier from a TF-slim 1001-class one (output 0, "background",
+    removed: output ``i`` becomes ImageNet class ``i - 1``); an error for any other head."""
+    weight = state_dict.get("fc.weight")
+    if weight is None or weight.shape[0] != BACKGROUND_CLASSES:
+        found = "no classifier" if weight is None else f"a {weight.shape[0]}-class classifier"
+        raise IncompatibleWeightsError(
+            f"drop_background=True needs a {BACKGROUND_CLASSES}-class head whose class 0 is "
+            f"background (TF-slim / Google's TF releases); {what} have {found}")
+    out = dict(state_dict)
+    out["fc.weight"] = weight[1:].clone()
+    if "fc.bias" in out:
+        out["fc.bias"] = out["fc.bias"][1:].clone()
+    return out
+
+
 def convert_file(path: str, source: Optional[str] = None) -> Tuple[Dict[str, Tensor], dict, str]:
     """Read and convert a weights file: ``(state_dict, model_kwargs, source)``.
 
     ``source`` (one of :data:`SOURCES`) is detected when not given: ``.h5``/``.hdf5`` files are
-    Keras, others are told apart by their keys. ``model_kwargs`` are the settings the weights
-    need (for this package's own checkpoints, those recorded in them).
+    Keras, ``.pb``/``.tgz``/``.tar.gz`` TF frozen graphs, others are told apart by their keys.
+    ``model_kwargs`` are the settings the weights need (for this package's own checkpoints, those
+    recorded in them; for TF graphs, those of the graph's ops).
     """
     if source is not None and source not in SOURCES:
         raise ValueError(f"unknown weights source {source!r}; choose one of {', '.join(SOURCES)}")
@@ -299,6 +324,13 @@ def convert_file(path: str, source: Optional[str] = None) -> Tuple[Dict[str, Ten
     if source not in (None, "keras") and path.lower().endswith(KERAS_SUFFIXES):
         raise IncompatibleWeightsError(f"{path} is a Keras HDF5 file, not {source!r} weights; "
                                        f"use --from keras / source='keras'")
+    if source not in (None, "tf_graph") and is_tf_graph_path(path):
+        raise IncompatibleWeightsError(f"{path} is a TensorFlow graph (or release archive), not "
+                                       f"{source!r} weights; use --from tf_graph / "
+                                       f"source='tf_graph'")
+    if source == "tf_graph" or (source is None and is_tf_graph_path(path)):
+        state_dict, model_kwargs, _ = from_tf_graph(read_tf_graph(path))
+        return state_dict, model_kwargs, "tf_graph"
     if source == "keras" or (source is None and path.lower().endswith(KERAS_SUFFIXES)):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"weights file {path!r} does not exist")
@@ -319,9 +351,15 @@ def convert_file(path: str, source: Optional[str] = None) -> Tuple[Dict[str, Ten
     return _CONVERTERS[detected](state_dict), model_kwargs, detected
 
 
+_drop_background = drop_background  # convert_to_file's argument of the same name hides it
+
+
 def convert_to_file(src: str, dst: str, source: Optional[str] = None,
-                    backbone_only: bool = False) -> dict:
+                    backbone_only: bool = False, drop_background: bool = False) -> dict:
     """Convert the weights file ``src`` (or a registered entry name) to ``dst``.
+
+    ``drop_background`` turns a TF-slim 1001-class head into the 1000 ImageNet classes (see
+    :func:`drop_background`).
 
     ``dst`` holds ``{'state_dict': ..., 'meta': ...}``: mmengine's ``Pretrained`` init reads it
     (the backbone's keys are this package's), and so does
@@ -342,6 +380,8 @@ def convert_to_file(src: str, dst: str, source: Optional[str] = None,
                                 f"valid entries: {', '.join(ENTRIES)}")
     else:
         state_dict, model_kwargs, source = convert_file(src, source)
+    if drop_background:
+        state_dict = _drop_background(state_dict, src)
     if backbone_only:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
     stem = state_dict.get(f"{_blocks()[0]}.conv.weight")

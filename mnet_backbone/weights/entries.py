@@ -36,7 +36,7 @@ class WeightEntry:
 
     name: str              # e.g. "keras_1.0_224", "timm_1.0_224_ra4"
     url: str
-    source: str            # "keras" | "timm": which converter reads the file
+    source: str            # "keras" | "timm" | "tf_graph" | ...: which converter reads the file
     license: str
     alpha: float
     resolution: int        # training / evaluation input size
@@ -63,7 +63,7 @@ ENTRIES: Dict[str, WeightEntry] = {}
 
 def register(entry: WeightEntry) -> WeightEntry:
     """Add an entry (e.g. a private mirror) to :data:`ENTRIES`."""
-    if entry.source not in ("keras", "timm", "plain", "sequential"):
+    if entry.source not in ("keras", "timm", "plain", "sequential", "tf_graph"):
         raise ValueError(f"WeightEntry {entry.name!r}: unknown source {entry.source!r}")
     ENTRIES[entry.name] = entry
     return entry
