@@ -207,7 +207,7 @@ def test_real_graph_weights_load():
 
 
 def test_real_graph_parity_with_tensorflow(reference):
-    """Our logits vs TensorFlow's own run of the graph (stored: fixtures/tf_graph_reference.json)."""
+    """Our logits vs TensorFlow's own run of the graph (stored in fixtures/, with provenance)."""
     path = real_graph_path()
     provenance = reference["provenance"]
     assert provenance["graph_sha256"] == IMAGENET_GRAPH.sha256  # the file that is cached

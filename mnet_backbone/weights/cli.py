@@ -12,7 +12,7 @@ USAGE = """Convert MobileNetV1 weights to this package's checkpoint format.
   python tools/convert_weights.py mobilenet_1_0_224_tf.h5 mnet_keras_1.0_224.pth --from keras
   python tools/convert_weights.py model.safetensors mnet_timm.pth --from timm
   python tools/convert_weights.py keras_0.5_160 mnet_0.5_160.pth      # a registered entry
-  python tools/convert_weights.py mobilenet_v1_0.5_160.tgz mnet_tf.pth --from tf_graph --drop-background
+  python tools/convert_weights.py mobilenet_v1_0.5_160.tgz mnet_tf.pth --drop-background  # TF graph
 
 The output ({'state_dict', 'meta'}) loads with mmdet's init_cfg=dict(type='Pretrained',
 checkpoint=...), with mnet_backbone.weights.load_weights / mobilenet_v1(weights=PATH) and the

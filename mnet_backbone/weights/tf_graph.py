@@ -1,4 +1,4 @@
-"""TensorFlow frozen graphs (``GraphDef`` ``.pb``) of TF-slim's MobileNetV1, read without TensorFlow.
+"""TensorFlow frozen graphs (``GraphDef`` ``.pb``) of TF-slim's MobileNetV1, read without TF.
 
 Google released its MobileNetV1 ImageNet models as ``mobilenet_v1_<alpha>_<res>.tgz`` archives
 holding ``mobilenet_v1_<alpha>_<res>_frozen.pb``: a ``GraphDef`` whose variables are ``Const``
