@@ -27,7 +27,8 @@ setup(
         "weights": ["h5py", "safetensors"],
         # Test-only peers: the parity tests compare against timm and Keras 3 (torch backend).
         "dev": ["pytest", "matplotlib", "timm", "keras>=3", "h5py", "safetensors", "onnx",
-                "onnxruntime", "onnxscript"],
+                "onnxruntime", "onnxscript",
+                "scikit-image"],  # real photos for the ImageNet-weight tests (tests/real_weights.py)
     },
     classifiers=[
         "Programming Language :: Python :: 3",

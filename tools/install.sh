@@ -58,5 +58,13 @@ fi
 log "mnet-backbone (editable) with its mmdet, torchvision, weights and dev extras"
 "${PIP[@]}" -q -e "$ROOT[mmdet,torchvision,weights,dev]"
 
+# --- real ImageNet weights for the tests (mnet_backbone.weights.tf_graph), fetched once ----------
+# Google's MobileNetV1 1.0/224 as a TF frozen graph, shipped in the PyPI sdist nudity==0.2.3 (MIT):
+# pip downloads it, retrained_graph.pb is checked (SHA-256) and kept in
+# ${MNET_CACHE:-${XDG_CACHE_HOME:-~/.cache}/mnet-backbone}/tf_graphs/; nothing is fetched at test time.
+log "real MobileNetV1 ImageNet graph (PyPI nudity==0.2.3) into the local cache (once)"
+"$PY" -m mnet_backbone.weights --fetch-imagenet-graph
+# --- end of real ImageNet weights ----------------------------------------------------------------
+
 "$PY" -c "import torch, mmcv, mmdet, mnet_backbone; print('torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__)"
 log "done: activate with 'source $VENV/bin/activate'"
