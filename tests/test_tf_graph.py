@@ -29,7 +29,7 @@ from mnet_backbone.weights.tf_graph import (IMAGENET_GRAPH, from_tf_graph, parse
                                             read_tf_graph)
 
 from conftest import has
-from real_weights import PHOTOS, photo, photo_batch, real_graph_path, real_model
+from real_weights import PHOTOS, photo_batch, real_graph_path, real_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARITY_TOL = 5e-4  # fp32 PyTorch vs fp32 TensorFlow, plus the 6-digit rounding of the stored logits
@@ -333,6 +333,12 @@ def test_release_archive(synthetic, tmp_path):
     (tmp_path / "cut.tgz").write_bytes(data[: len(data) * 2 // 3])
     with pytest.raises(CorruptWeightsError, match="cut.tgz.*corrupt or truncated"):
         mobilenet_v1(weights=str(tmp_path / "cut.tgz"), alpha=0.25, num_classes=1001)
+    plain_tar = tmp_path / "release.tar"  # a .tar is a graph archive only when asked for
+    with tarfile.open(plain_tar, "w") as tar:
+        tar.add(path, arcname="mobilenet_v1_0.25_128_frozen.pb")
+    assert torch.equal(convert_file(str(plain_tar), "tf_graph")[0]["fc.bias"], source.fc.bias)
+    torch.save(source.state_dict(), tmp_path / "model_best.pth.tar")  # PyTorch's habit
+    assert convert_file(str(tmp_path / "model_best.pth.tar"))[2] == "plain"
     two = tmp_path / "two.tgz"
     with tarfile.open(two, "w:gz") as tar:
         for name in ("a.pb", "b.pb"):
@@ -383,9 +389,12 @@ def test_graph_settings_that_do_not_fit(tmp_path):
                       r"Conv2d_5_pointwise"),
         "relu": (dict(activation="Elu"), "Conv2d_0 has activation ops none; expected one Relu6"),
     }
+    quant = _node("MobilenetV1/MobilenetV1/Conv2d_0/act_quant/FakeQuantWithMinMaxVars",
+                  "FakeQuantWithMinMaxVars", ["MobilenetV1/MobilenetV1/Conv2d_0/Relu6"])
+    cases["quant"] = ({}, "quantization-aware graph \\(1 FakeQuant nodes.*not \\*_quant.tgz")
     for name, (kwargs, message) in cases.items():
         path = tmp_path / f"{name}.pb"
-        path.write_bytes(slim_graph(source, **kwargs))
+        path.write_bytes(slim_graph(source, **kwargs) + (quant if name == "quant" else b""))
         with pytest.raises(IncompatibleWeightsError, match=message):
             convert_file(str(path))
     # a graph cut at a node boundary parses, but a layer is missing

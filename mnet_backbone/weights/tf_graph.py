@@ -42,7 +42,9 @@ __all__ = ["TF_GRAPH_MODEL_KWARGS", "TF_GRAPH_SUFFIXES", "GraphNode", "parse_gra
 
 # What TF-slim's mobilenet_v1_arg_scope trains with; from_tf_graph reads them from each graph.
 TF_GRAPH_MODEL_KWARGS = {"tf_padding": True, "bn_eps": 1e-3, "activation": "relu6"}
-TF_GRAPH_SUFFIXES = (".pb", ".tgz", ".tar.gz", ".tar")
+# Detected by name; a ".tar" is read as a graph archive only with source="tf_graph" (PyTorch
+# checkpoints are often saved as "*.pth.tar").
+TF_GRAPH_SUFFIXES = (".pb", ".tgz", ".tar.gz")
 _ARCHIVE_SUFFIXES = (".tgz", ".tar.gz", ".tar")
 
 # --- the protobuf wire format, and the fields of GraphDef this needs -----------------------------
@@ -448,6 +450,12 @@ def from_tf_graph(nodes: Dict[str, GraphNode], alpha: Optional[float] = None
 
     root = _find_root(nodes)
     prefix = f"{root}MobilenetV1/"
+    fake_quant = [n for n in nodes.values() if n.op.startswith("FakeQuant")]
+    if fake_quant:
+        raise IncompatibleWeightsError(
+            f"a quantization-aware graph ({len(fake_quant)} FakeQuant nodes, e.g. "
+            f"{fake_quant[0].name}): not supported; use the float release of the same model "
+            f"(mobilenet_v1_<alpha>_<res>.tgz, not *_quant.tgz)")
     blocks = _blocks()
     layers = _layer_names()
     out: Dict[str, Tensor] = {}
