@@ -23,7 +23,7 @@ This module imports torch only; the mmdet and torchvision adapters wrap it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.fx
@@ -33,7 +33,8 @@ from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
 
 __all__ = [
     "MobileNetV1", "TABLE_1", "BlockSpec", "plan_blocks", "scale_channels", "input_size",
-    "STAGE_STRIDES", "PAPER_RHOS", "PAPER_RESOLUTIONS", "MIN_INPUT_SIZE",
+    "STAGE_STRIDES", "PAPER_RHOS", "PAPER_RESOLUTIONS", "MIN_INPUT_SIZE", "stage_channels",
+    "DetectorWidths", "detector_widths", "SSD_EXTRA_CHANNELS",
 ]
 
 # Table 1 as data, grouped into the five stages that end at strides 2, 4, 8, 16 and 32.
@@ -60,6 +61,81 @@ MIN_CHANNELS = 8
 def scale_channels(channels: int, alpha: float) -> int:
     """Channels of a layer under width multiplier ``alpha`` (TF-slim rule, see module doc)."""
     return max(int(channels * alpha), MIN_CHANNELS)
+
+
+def stage_channels(alpha: float = 1.0, out_indices: Sequence[int] = (0, 1, 2, 3, 4)
+                   ) -> Tuple[int, ...]:
+    """Output channels of the stages ``out_indices`` under ``alpha`` (what
+    :meth:`MobileNetV1.forward_features` returns; ``separable``/``shallow`` do not change them)."""
+    _check_alpha(alpha)
+    out_indices = _check_out_indices(out_indices)
+    return tuple(scale_channels(TABLE_1[i][-1][1], alpha) for i in out_indices)
+
+
+# The four extra layers of TF's ssd_mobilenet_v1 / ssdlite_mobilenet_v1 (the paper's COCO
+# detector, Table 13) at alpha 1, after the stride-16 and stride-32 features.
+SSD_EXTRA_CHANNELS = (512, 256, 256, 128)
+
+
+class DetectorWidths(NamedTuple):
+    """Widths a detector built on MobileNetV1 sees: ``backbone`` (the ``out_indices`` stages),
+    ``extras`` (SSD extra layers) and ``levels`` (both, the head's inputs)."""
+
+    backbone: Tuple[int, ...]
+    extras: Tuple[int, ...]
+
+    @property
+    def levels(self) -> Tuple[int, ...]:
+        return self.backbone + self.extras
+
+
+def detector_widths(alpha: float = 1.0, out_indices: Sequence[int] = (3, 4),
+                    extra_channels: Sequence[int] = ()) -> DetectorWidths:
+    """The one rule for widths after the backbone under width multiplier ``alpha``.
+
+    ``extra_channels`` are SSD extra-layer widths written at alpha 1 (as Table 1's are); they
+    scale like every backbone layer, ``max(int(c * alpha), 8)``: TF's ``ssd_mobilenet_v1``
+    (the paper's SSD) applies its ``depth_multiplier`` to the extra layers too. So
+    ``detector_widths(0.5, (3, 4), SSD_EXTRA_CHANNELS)`` is SSD300-MobileNetV1-0.5 in every face.
+
+    A width that ``alpha`` would put under 8 channels (where the rule would clamp it, and the
+    detector would stop following alpha) is an error naming the layer and the smallest alpha.
+    """
+    _check_alpha(alpha)
+    out_indices = _check_out_indices(out_indices)
+    extra_channels = tuple(extra_channels)
+    if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in extra_channels):
+        raise ValueError(f"extra_channels must be positive ints (widths at alpha 1), got "
+                         f"{extra_channels!r}")
+    named = [(f"stage {i} output", TABLE_1[i][-1][1]) for i in out_indices]
+    named += [(f"extra layer {j}", c) for j, c in enumerate(extra_channels)]
+    for name, channels in named:
+        if int(channels * alpha) < MIN_CHANNELS:
+            smallest = min(c for _, c in named)
+            raise ValueError(
+                f"alpha={alpha} gives {int(channels * alpha)} channels for the {name} "
+                f"({channels} x {alpha}), fewer than {MIN_CHANNELS}; use alpha >= "
+                f"{MIN_CHANNELS / smallest:g} (or widen that layer at alpha 1)")
+    return DetectorWidths(tuple(scale_channels(TABLE_1[i][-1][1], alpha) for i in out_indices),
+                          tuple(scale_channels(c, alpha) for c in extra_channels))
+
+
+def _check_alpha(alpha) -> None:
+    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and alpha > 0):
+        raise ValueError(f"alpha (width multiplier) must be a number > 0, got {alpha!r}")
+
+
+def _check_out_indices(out_indices) -> Tuple[int, ...]:
+    num_stages = len(TABLE_1)
+    try:
+        out_indices = tuple(out_indices)
+    except TypeError:
+        out_indices = ()
+    if not out_indices or any(isinstance(i, bool) or not isinstance(i, int)
+                              or not 0 <= i < num_stages for i in out_indices):
+        raise ValueError(f"out_indices must be a non-empty sequence of stage indices in "
+                         f"0..{num_stages - 1}, got {out_indices!r}")
+    return out_indices
 
 
 def input_size(rho: float, base: int = 224) -> int:

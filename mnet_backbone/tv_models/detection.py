@@ -26,7 +26,7 @@ from torchvision.ops import misc as misc_nn_ops
 from torchvision.ops.feature_pyramid_network import (ExtraFPNBlock, FeaturePyramidNetwork,
                                                      LastLevelMaxPool)
 
-from ..model import TABLE_1, MobileNetV1
+from ..model import SSD_EXTRA_CHANNELS, TABLE_1, MobileNetV1, detector_widths
 from . import _compat
 from .classification import (MobileNet_V1_Weights, entry_model_kwargs, overwrite_named_param,
                              UnknownWeightsError)
@@ -294,10 +294,6 @@ def _input_normalisation(weights_backbone: Optional[MobileNet_V1_Weights]) -> Di
     return {"image_mean": list(entry.mean), "image_std": list(entry.std)}
 
 
-def _depth(alpha: float, channels: int, min_depth: int = 16) -> int:
-    return max(min_depth, int(channels * alpha))
-
-
 def _ssd_extra_block(in_channels: int, out_channels: int,
                      norm_layer: Callable[..., nn.Module]) -> nn.Sequential:
     """TF ``ssd_mobilenet_v1`` extra layer: 1x1 to half the channels, 3x3 stride-2 conv."""
@@ -332,15 +328,13 @@ def _xavier_init(module: nn.Module) -> None:
                 nn.init.zeros_(layer.bias)
 
 
-# The four extra feature maps after strides 16 and 32 (TF object detection API's
-# ssd_mobilenet_v1 / ssdlite_mobilenet_v1: depths 512, 256, 256, 128 at alpha 1).
-_EXTRA_DEPTHS = (512, 256, 256, 128)
-
-
 def _ssd_features(body: MobileNetV1, lite: bool, alpha: float,
                   norm_layer: Callable[..., nn.Module]) -> MobileNetV1Features:
+    """The backbone plus the four extra maps of TF's ssd_mobilenet_v1 (512, 256, 256, 128 at
+    alpha 1), widths from the one helper the mmdet configs use too."""
     make = _TV._extra_block if lite else _ssd_extra_block
-    channels = [body.out_channels[-1]] + [_depth(alpha, d) for d in _EXTRA_DEPTHS]
+    widths = detector_widths(alpha, body.out_indices, SSD_EXTRA_CHANNELS)
+    channels = [widths.backbone[-1], *widths.extras]
     extra = nn.ModuleList(make(cin, cout, norm_layer) for cin, cout in zip(channels, channels[1:]))
     (_TV._normal_init if lite else _xavier_init)(extra)
     return MobileNetV1Features(body, extra)
