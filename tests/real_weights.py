@@ -35,11 +35,12 @@ PHOTOS: Dict[str, Dict[int, str]] = {"chelsea": CAT, "coffee": CUP, "rocket": RO
                                      "stereo_motorcycle": MOTORBIKE}
 
 
-def _require(what: str, how: str):
+def _require(message: str):
+    """Skip with ``message`` (how to get what is missing); fail under CI, which must have it."""
     import pytest
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{what} is missing on CI: {how}")
-    pytest.skip(f"{what} is missing: {how}")
+        pytest.fail(f"on CI: {message}")
+    pytest.skip(message)
 
 
 def real_graph_path() -> str:
@@ -48,7 +49,7 @@ def real_graph_path() -> str:
     try:
         return imagenet_graph_path()
     except MissingGraphError as exc:
-        _require("the real MobileNetV1 ImageNet graph", str(exc))
+        _require(str(exc))
 
 
 @functools.lru_cache(maxsize=2)
@@ -84,7 +85,7 @@ def load_photo(name: str) -> np.ndarray:
     try:
         import skimage.data
     except ImportError:
-        _require("scikit-image", "pip install scikit-image (the 'dev' extra has it)")
+        _require("scikit-image is not installed: pip install scikit-image (in the 'dev' extra)")
     image = getattr(skimage.data, name)()
     if isinstance(image, tuple):  # stereo_motorcycle: (left, right, disparity)
         image = image[0]

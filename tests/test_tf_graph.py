@@ -424,3 +424,29 @@ def test_mmdet_mnet_scheme_reads_graphs(synthetic):
     with torch.no_grad():
         got, expected = backbone.eval()(x), source.forward_features(x)
     assert (got[-1] - expected[-1]).abs().max() < 1e-5
+
+
+# --- the install step's cache (no download: a local sdist) ---------------------------------------
+
+def test_fetch_imagenet_graph_from_sdist(tmp_path, monkeypatch):
+    from mnet_backbone.weights import MissingGraphError, WeightsError, imagenet_graph_path
+    from mnet_backbone.weights.tf_graph import fetch_imagenet_graph
+    real = real_graph_path()
+    monkeypatch.setenv("MNET_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(MissingGraphError, match="not cached.*tools/install.sh.*"
+                                                "--fetch-imagenet-graph"):
+        imagenet_graph_path()
+    wrong = tmp_path / "wrong.tar.gz"
+    with tarfile.open(wrong, "w:gz") as tar:
+        info = tarfile.TarInfo(IMAGENET_GRAPH.member)
+        info.size = 5
+        tar.addfile(info, io.BytesIO(b"wrong"))
+    with pytest.raises(WeightsError, match="has SHA-256 .*expected 3b90af53"):
+        fetch_imagenet_graph(str(wrong))
+    assert os.listdir(tmp_path / "cache" / "tf_graphs") == []  # nothing half-written left
+    sdist = tmp_path / "nudity-0.2.3.tar.gz"
+    with tarfile.open(sdist, "w:gz", compresslevel=1) as tar:
+        tar.add(real, arcname=IMAGENET_GRAPH.member)
+    path = fetch_imagenet_graph(str(sdist))
+    assert path == imagenet_graph_path() and path.startswith(str(tmp_path / "cache"))
+    assert fetch_imagenet_graph() == path  # cached: no second download
