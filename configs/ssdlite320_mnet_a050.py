@@ -1,6 +1,3 @@
-# SSDLite320 with MobileNetV1-0.5.
+# SSDLite320 with MobileNetV1-0.5: only alpha changes (neck/head widths follow the backbone).
 _base_ = './ssdlite320_mnet.py'
-model = dict(
-    backbone=dict(alpha=0.5),
-    neck=dict(in_channels=(256, 512), out_channels=(256, 512, 512, 256, 256, 128)),
-    bbox_head=dict(in_channels=(256, 512, 512, 256, 256, 128)))
+model = dict(backbone=dict(alpha=0.5))

@@ -5,8 +5,11 @@
 # Changes from the COCO config, for a 15-minute budget on 2 CPU cores, each measured with 10-epoch
 # runs (val mAP@[.5:.95] after 10 epochs, 4 min each):
 # - alpha 0.25: more steps beat more width here (30 epochs at 0.25 scored above 16 at 0.5);
-#   `tools/main_job.py --alpha A` sets the matching neck/head widths.
-# - a stride-8 level for the 24 px objects and anchors sized to the data;
+#   `tools/main_job.py --alpha A` (or model.backbone.alpha=A) changes only alpha, the neck and
+#   head widths follow it;
+# - a stride-8 level for the 24 px objects and anchors sized to the data; extra layers written
+#   at alpha 1 as 1024, 1024, 512, i.e. 256, 256, 128 at alpha 0.25 (the widths of the measured
+#   run; they scale with alpha like the backbone);
 # - matching IoU 0.3 instead of SSD's 0.5 (at lr 0.03: 0.36 -> 0.49 at 0.4, 0.55 at 0.3, 0.56 at
 #   0.2 but slower): a median of 36 positive anchors per object instead of 5, so far more
 #   training signal per image;
@@ -14,19 +17,21 @@
 #   0.36 at 0.03; IoU 0.3: 0.55 at 0.03, 0.57 at 0.06);
 # - light augmentation (the set is already varied); no loader process: both cores compute, and a
 #   worker competing with them made steps slower (0.195 vs 0.170 s at batch 8).
-_base_ = './ssdlite320_mnet_a050.py'
+_base_ = './ssdlite320_mnet.py'
 
 data_root = 'data/shapes/'
 metainfo = dict(classes=('circle', 'square', 'triangle', 'star', 'cross'))
 input_size = 320
 model = dict(
+    # Trained from scratch (names no weights): the normalisation of the measured run.
+    data_preprocessor=dict(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375]),
     backbone=dict(alpha=0.25, out_indices=(2, 3, 4)),
-    # Maps of 40, 20, 10 (backbone) and 5, 3, 2 (extra layers) cells.
-    neck=dict(in_channels=(64, 128, 256), out_channels=(64, 128, 256, 256, 256, 128),
+    # Maps of 40, 20, 10 (backbone) and 5, 3, 2 (extra layers) cells; widths at alpha 1.
+    neck=dict(in_channels=(256, 512, 1024), out_channels=(256, 512, 1024, 1024, 1024, 512),
               level_strides=(2, 2, 2), level_paddings=(1, 1, 1)),
     bbox_head=dict(
         num_classes=5,
-        in_channels=(64, 128, 256, 256, 256, 128),
+        in_channels=(256, 512, 1024, 1024, 1024, 512),
         anchor_generator=dict(
             strides=[8, 16, 32, 64, 107, 160],
             ratios=[[2], [2], [2], [2], [2], [2]],

@@ -115,28 +115,7 @@ def test_pretrained_init_cfg_with_prefix(tmp_path):
     assert legacy.init_cfg == dict(type='Pretrained', checkpoint=str(path))
 
 
-@pytest.mark.parametrize('config', CONFIGS)
-def test_config_builds_trains_and_predicts(config):
-    cfg = Config.fromfile(config_path(config))
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    from mmdet.testing import demo_mm_inputs
-    num_classes = (cfg.model.roi_head.bbox_head.num_classes if 'roi_head' in cfg.model
-                   else cfg.model.bbox_head.num_classes)
-    packed = demo_mm_inputs(2, [(3, 160, 192), (3, 128, 160)], num_items=[3, 2],
-                            num_classes=num_classes)
-    model.train()
-    data = model.data_preprocessor(packed, True)
-    losses = model(**data, mode='loss')
-    total, _ = model.parse_losses(losses)
-    assert torch.isfinite(total)
-    total.backward()
-    model.eval()
-    with torch.no_grad():
-        results = model(**model.data_preprocessor(packed, False), mode='predict')
-    assert len(results) == 2
-    for result in results:
-        assert result.pred_instances.bboxes.shape[1] == 4
+# Every config builds, trains and predicts at alpha 0.25/0.5/0.75/1.0: tests/test_mmdet_widths.py
 
 
 def test_dwconv_weights_get_no_weight_decay():

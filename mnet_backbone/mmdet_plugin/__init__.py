@@ -9,7 +9,12 @@ from .heads import SSDHeadPatched
 from .optim import CPUAmpOptimWrapper
 from .pretrained import load_from_mnet  # noqa: F401  (registers the mnet:// scheme)
 from . import cls  # noqa: F401  (classifier, folder data set, accuracy, RMSpropTF)
+from .widths import patch_detectors, unpatch_detectors
 
 allow_mmengine_checkpoints()
+# Neck/head widths follow the MobileNetV1 backbone's alpha and out_indices (mmdet 3.3.x; see
+# mnet_backbone.mmdet_plugin.widths, undo with unpatch_detectors()).
+patch_detectors()
 
-__all__ = ["MobileNetV1", "SSDHeadPatched", "CPUAmpOptimWrapper", "allow_mmengine_checkpoints"]
+__all__ = ["MobileNetV1", "SSDHeadPatched", "CPUAmpOptimWrapper", "allow_mmengine_checkpoints",
+           "patch_detectors", "unpatch_detectors"]

@@ -1,12 +1,21 @@
 # SSD300 on MobileNetV1, the paper's COCO detector (Table 13): the stride-16 (512*alpha) and
 # stride-32 (1024*alpha) features plus four extra layers, 6 maps of 19, 10, 5, 3, 2, 1 cells.
+#
+# Widths are written at alpha 1. With type='MobileNetV1' the build sets the neck's in_channels,
+# its out_channels and the head's in_channels from the backbone's alpha and out_indices, and
+# scales the extra layers (512, 256, 256, 128) like the backbone (mnet_backbone.model.
+# detector_widths, as TF's ssd_mobilenet_v1), so `model.backbone.alpha=0.5` alone gives
+# SSD300-MobileNetV1-0.5 (the same network as torchvision's ssd300_mobilenet_v1(alpha=0.5)).
 norm_cfg = dict(type='BN', eps=0.001, momentum=0.03)
 model = dict(
     type='SingleStageDetector',
     data_preprocessor=dict(
+        # RGB to [-1, 1], the input every ImageNet weight of mnet_backbone.weights was trained
+        # with (Keras and timm: mean = std = 0.5) and TF's SSD-MobileNet preprocessing, so
+        # init_cfg=dict(type='Pretrained', checkpoint='mnet://keras_1.0_224') fits as it is.
         type='DetDataPreprocessor',
-        mean=[123.675, 116.28, 103.53],
-        std=[58.395, 57.12, 57.375],
+        mean=[127.5, 127.5, 127.5],
+        std=[127.5, 127.5, 127.5],
         bgr_to_rgb=True,
         pad_size_divisor=1),
     backbone=dict(
