@@ -21,7 +21,7 @@ setup(
     extras_require={
         # mmcv 2.1.0 must be built with compiled ops (tools/install.sh does it).
         "mmdet": ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools",
-                  "setuptools>=77,<82"],
+                  "setuptools>=77,<82", "psutil", "seaborn"],  # for mmdet's analysis tools
         "torchvision": ["torchvision>=0.15"],
         # Reading Google's Keras HDF5 and timm's safetensors ImageNet weights.
         "weights": ["h5py", "safetensors"],

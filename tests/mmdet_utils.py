@@ -17,8 +17,9 @@ def config_path(name: str) -> str:
 
 def tiny_options(config: str, data_root: str, epochs: int = 1, batch_size: int = 4) -> list:
     """--cfg-options that point a shipped config at the tiny shapes set and keep runs short."""
+    run = f'test_{uuid.uuid4().hex[:8]}'
     opts = dataset_options(data_root, CLASSES) + [
-            f'experiment_name=test_{uuid.uuid4().hex[:8]}',
+            f'experiment_name={run}', f'visualizer.name={run}',
             f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1',
             'default_hooks.logger.interval=1', 'log_processor.window_size=1']
     for split in ('train', 'val', 'test'):

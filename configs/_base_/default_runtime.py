@@ -17,8 +17,11 @@ env_cfg = dict(
     dist_cfg=dict(backend='nccl'))
 
 vis_backends = [dict(type='LocalVisBackend')]
-# No fixed name: each Runner then gets its own visualizer (named after the experiment).
-visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends)
+# mmdet's own tools (analysis_tools/browse_dataset.py) build the visualizer from this dict and
+# need its name. The name is global in a process: a second Runner in the same process gets the
+# first one's visualizer (and its save_dir), so code that builds several Runners in one process
+# sets visualizer.name per run (the tests do).
+visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='visualizer')
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=True)
 
 log_level = 'INFO'

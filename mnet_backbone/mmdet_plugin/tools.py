@@ -81,9 +81,9 @@ def dataset_options(data_root: str, classes: Optional[Sequence[str]] = None) -> 
     opts = []
     for split in ('train', 'val', 'test'):
         opts.append(f'{split}_dataloader.dataset.data_root={data_root}')
-        if classes is not None:
+        if classes is not None:  # a tuple, as mmdet's configs (its confusion_matrix.py adds one)
             opts.append(f'{split}_dataloader.dataset.metainfo.classes='
-                        + '[' + ','.join(f"'{c}'" for c in classes) + ']')
+                        + '(' + ','.join(f"'{c}'" for c in classes) + ',)')
     ann = osp.join(data_root, 'annotations', 'instances_val2017.json')
     opts += [f'val_evaluator.ann_file={ann}', f'test_evaluator.ann_file={ann}']
     return opts
