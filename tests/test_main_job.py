@@ -33,12 +33,52 @@ def test_main_job_end_to_end(tmp_path, capsys):
     assert set(metrics['classwise']) == {'circle', 'square', 'triangle', 'star', 'cross'}
     for name in ('curves.png', 'predictions.png'):
         assert (work / name).read_bytes()[:4] == b'\x89PNG'
-    assert len(list((work / 'predictions').glob('*.png'))) == 2
+    drawn = sorted((work / 'predictions').glob('*.png'))
+    assert len(drawn) == 2
+    from PIL import Image
+    assert Image.open(drawn[0]).width == 2 * 128 + 4  # ground truth | predictions
     out = capsys.readouterr().out
     assert 'AP @[.50:.95]' in out and str(work / 'metrics.json') in out
 
 
-def test_model_options_follow_alpha():
-    opts = _main_job().model_options(os.path.join(ROOT, 'configs', 'ssdlite320_mnet_shapes.py'), 0.25)
-    assert 'model.neck.in_channels=(64,128,256)' in opts
-    assert 'model.bbox_head.in_channels=(64,128,256,256,256,128)' in opts
+def test_model_options_set_only_alpha_and_say_the_widths():
+    main_job = _main_job()
+    config = os.path.join(ROOT, 'configs', 'ssdlite320_mnet_shapes.py')
+    opts, line = main_job.model_options(config, 0.25)
+    assert opts == ['model.backbone.alpha=0.25']  # the neck and head follow the backbone
+    assert line == ('MobileNetV1-0.25: backbone maps of 64, 128, 256 channels, extra layers '
+                    '256, 256, 128')  # the network of the measured 0.711 run
+    opts, line = main_job.model_options(config, 0.5)
+    assert line.endswith('128, 256, 512 channels, extra layers 512, 512, 256')
+    with pytest.raises(ValueError, match='fewer than 8'):
+        main_job.model_options(config, 0.005)
+
+
+def test_bad_alpha_stops_before_training(tmp_path, capsys):
+    code = _main_job().main(['--data', str(tmp_path / 'shapes'), '--work-dir', str(tmp_path / 'w'),
+                             '--num-train', '1', '--num-val', '1', '--image-size', '64',
+                             '--alpha', '0.005'])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert '--alpha 0.005' in err and 'fewer than 8' in err
+    assert not (tmp_path / 'w').exists()
+
+
+def test_prediction_picture_draws_only_boxes_above_the_threshold():
+    import numpy as np
+    from PIL import Image
+    from mnet_backbone.mmdet_plugin.report import PRED_COLOUR, TRUTH_COLOUR, compare_panels
+
+    img = Image.new('RGB', (200, 160), (128, 128, 128))
+    truth = [(20, 20, 80, 80, 'circle')]
+    preds = [(22, 22, 78, 79, 'circle', 0.9), (120, 90, 180, 150, 'star', 0.1)]
+    out = np.asarray(compare_panels(img, truth, preds, score_thr=0.3))
+    bar = out.shape[0] - 160
+    assert out.shape[1] == 2 * 200 + 4  # ground truth | predictions
+    left, right = out[bar:, :200], out[bar:, 204:]
+    is_colour = lambda a, c: (np.abs(a.astype(int) - c).sum(-1) < 60)  # noqa: E731
+    assert is_colour(left[20:81, 20:81], TRUTH_COLOUR).any()
+    assert not is_colour(left, PRED_COLOUR).any()
+    assert is_colour(right[22:80, 22:79], PRED_COLOUR).any()        # score 0.9: drawn
+    assert not is_colour(right[85:160, 115:200], PRED_COLOUR).any()  # score 0.1: not drawn
+    assert is_colour(out[:bar, 204:], PRED_COLOUR).any()  # the heading states the threshold

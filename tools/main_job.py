@@ -31,23 +31,34 @@ def parse_args(argv=None):
     p.add_argument('--num-val', type=int, default=200, help='images to generate (val)')
     p.add_argument('--image-size', type=int, default=320, help='generated image side (px)')
     p.add_argument('--num-drawn', type=int, default=6, help='val images to draw')
+    p.add_argument('--score-thr', type=float, default=0.3,
+                   help='draw predictions with at least this score (default 0.3)')
     p.add_argument('--cfg-options', nargs='+', default=[], help='extra key=value overrides')
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if not 0.0 <= args.score_thr <= 1.0:
+        p.error(f'--score-thr must be in [0, 1], got {args.score_thr}')
+    return args
 
 
 def model_options(config: str, alpha: float):
-    """Options that set the backbone width and the neck/head input widths that follow from it."""
+    """``--cfg-options`` for width multiplier ``alpha``, and a line saying the widths it gives.
+
+    Only alpha is set: the neck and head widths follow the backbone when the detector is built
+    (mnet_backbone.model.detector_widths, the rule every face uses), and the same helper checks
+    alpha here, before any training starts.
+    """
     from mmengine.config import Config
-    from mnet_backbone.model import scale_channels
+    from mnet_backbone.model import detector_widths
 
     cfg = Config.fromfile(config)
-    stages = cfg.model.backbone.out_indices
-    widths = [scale_channels(c, alpha) for c in (64, 128, 256, 512, 1024)]
-    ins = [widths[i] for i in stages]
-    outs = ins + list(cfg.model.neck.out_channels[len(ins):])
-    fmt = lambda xs: '(' + ','.join(map(str, xs)) + ')'  # noqa: E731
-    return [f'model.backbone.alpha={alpha}', f'model.neck.in_channels={fmt(ins)}',
-            f'model.neck.out_channels={fmt(outs)}', f'model.bbox_head.in_channels={fmt(outs)}']
+    neck = cfg.model.get('neck') or {}
+    strides = tuple(neck.get('level_strides') or ())  # SSD: one per extra layer
+    extras = tuple(neck['out_channels'])[-len(strides):] if strides else ()
+    widths = detector_widths(alpha, cfg.model.backbone.out_indices, extras)
+    fmt = lambda xs: ', '.join(map(str, xs)) or 'none'  # noqa: E731
+    line = (f'MobileNetV1-{alpha:g}: backbone maps of {fmt(widths.backbone)} channels, extra '
+            f'layers {fmt(widths.extras)}')
+    return [f'model.backbone.alpha={alpha}'], line
 
 
 def main(argv=None) -> int:
@@ -55,6 +66,15 @@ def main(argv=None) -> int:
     from mnet_backbone.mmdet_plugin import report
     from mnet_backbone.mmdet_plugin.tools import dataset_options, run_cli, test
     from mnet_backbone.shapes import ShapesSpec, is_complete, make_shapes_dataset
+
+    alpha_opts = []
+    if args.alpha:  # checked before anything is generated or trained
+        try:
+            alpha_opts, widths = model_options(args.config, args.alpha)
+        except ValueError as exc:
+            print(f'error: --alpha {args.alpha}: {exc}', file=sys.stderr)
+            return 2
+        print(f'[main job] {widths}', flush=True)
 
     start = time.time()
     if not is_complete(args.data):
@@ -67,7 +87,7 @@ def main(argv=None) -> int:
                  f'param_scheduler.1.T_max={args.epochs}', f'param_scheduler.1.end={args.epochs}',
                  f'train_cfg.val_interval={max(1, args.epochs // 4)}']
     if args.alpha:
-        opts += model_options(args.config, args.alpha)
+        opts += alpha_opts
     if args.batch_size:
         opts += [f'train_dataloader.batch_size={args.batch_size}']
 
@@ -101,8 +121,11 @@ def main(argv=None) -> int:
     option_dict = _options_to_dict(opts)
     drawn = report.draw_predictions(args.config, checkpoint, ann, osp.join(args.data, 'val2017'),
                                     osp.join(args.work_dir, 'predictions'), args.num_drawn,
-                                    cfg_options=option_dict)
-    out['predictions'] = report.contact_sheet(drawn, osp.join(args.work_dir, 'predictions.png'))
+                                    score_thr=args.score_thr, cfg_options=option_dict)
+    legend = (f'left: ground truth (green); right: predictions with score >= '
+              f'{args.score_thr:.2f} (red, class and score)')
+    out['predictions'] = report.contact_sheet(drawn, osp.join(args.work_dir, 'predictions.png'),
+                                              columns=2, legend=legend)
     out['curves'] = report.plot_curves(args.work_dir, osp.join(args.work_dir, 'curves.png'))
     out['metrics'] = osp.join(args.work_dir, 'metrics.json')
     total = time.time() - start
@@ -115,7 +138,8 @@ def main(argv=None) -> int:
     print(f'\n[main job] done in {total / 60:.1f} min (training {train_time / 60:.1f} min). '
           f'bbox mAP@[.5:.95] = {metrics.get("coco/bbox_mAP", float("nan")):.3f}')
     print(f'  metrics:     {out["metrics"]}\n  curves:      {out["curves"]}\n'
-          f'  predictions: {out["predictions"]} (green: truth, red: predicted)\n'
+          f'  predictions: {out["predictions"]} (truth | predictions with score >= '
+          f'{args.score_thr:.2f})\n'
           f'  checkpoint:  {checkpoint}\n  logs:        {args.work_dir}/<timestamp>/')
     return 0
 

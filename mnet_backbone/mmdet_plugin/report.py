@@ -74,14 +74,71 @@ def format_metrics(metrics: Dict[str, float], classwise: Optional[Dict[str, floa
     return '\n'.join(lines)
 
 
+TRUTH_COLOUR, PRED_COLOUR = (0, 200, 0), (230, 0, 0)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)  # Pillow >= 10.1: a scalable font
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def _label(draw, xy, text: str, colour, font, width: int, height: int) -> None:
+    """``text`` in white on a box of ``colour`` at ``xy`` (kept inside the image)."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left + 4, bottom - top + 2
+    x = min(max(0, xy[0]), max(0, width - w))
+    y = xy[1] - h if xy[1] - h >= 0 else xy[1]
+    y = min(y, max(0, height - h))
+    draw.rectangle([x, y, x + w, y + h], fill=colour)
+    draw.text((x + 2 - left, y + 1 - top), text, fill=(255, 255, 255), font=font)
+
+
+def compare_panels(img: Image.Image, truth: Sequence[tuple], predictions: Sequence[tuple],
+                   score_thr: float, title: str = '') -> Image.Image:
+    """Ground truth (left) next to the predictions with score >= ``score_thr`` (right).
+
+    ``truth``: ``(x0, y0, x1, y1, name)``; ``predictions``: ``(x0, y0, x1, y1, name, score)``.
+    Each panel says what it shows; labels are white on the box colour, sized to the image.
+    """
+    img = img.convert('RGB')
+    w, h = img.size
+    font = _font(max(11, min(w, h) // 22))
+    kept = [p for p in predictions if p[5] >= score_thr]
+    panels = []
+    for heading, boxes, colour in (
+            (f'ground truth: {len(truth)}', [(*b[:4], b[4]) for b in truth], TRUTH_COLOUR),
+            (f'predicted, score >= {score_thr:.2f}: {len(kept)} of {len(predictions)}',
+             [(*p[:4], f'{p[4]} {p[5]:.2f}') for p in kept], PRED_COLOUR)):
+        panel = img.copy()
+        draw = ImageDraw.Draw(panel)
+        for x0, y0, x1, y1, text in boxes:
+            draw.rectangle([x0, y0, x1, y1], outline=colour, width=max(2, min(w, h) // 160))
+        for x0, y0, x1, y1, text in boxes:  # labels last, so no box line crosses them
+            _label(draw, (x0, y0), text, colour, font, w, h)
+        panels.append((heading, panel, colour))
+    bar = font.size + 8 if hasattr(font, 'size') else 18
+    out = Image.new('RGB', (2 * w + 4, h + bar), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    for i, (heading, panel, colour) in enumerate(panels):
+        out.paste(panel, (i * (w + 4), bar))
+        text = f'{title}  {heading}' if title and i == 0 else heading
+        draw.text((i * (w + 4) + 2, 3), text, fill=colour, font=font)
+    return out
+
+
 def draw_predictions(config: str, checkpoint: str, ann_file: str, img_dir: str, out_dir: str,
                      num_images: int = 6, score_thr: float = 0.3,
                      cfg_options: Optional[dict] = None) -> List[str]:
-    """Draw true boxes (green) and predictions above ``score_thr`` (red, with class and score)
-    on the first ``num_images`` images of a COCO annotation file; returns the written paths."""
+    """For the first ``num_images`` images of a COCO annotation file, the ground truth next to
+    the predictions with score >= ``score_thr`` (:func:`compare_panels`); returns the paths."""
     from mmdet.apis import inference_detector, init_detector
     from mmengine.config import Config
 
+    if not 0.0 <= score_thr <= 1.0:
+        raise ValueError(f'score_thr must be in [0, 1], got {score_thr!r}')
     cfg = Config.fromfile(config)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
@@ -95,31 +152,34 @@ def draw_predictions(config: str, checkpoint: str, ann_file: str, img_dir: str, 
     for image in coco['images'][:num_images]:
         path = osp.join(img_dir, image['file_name'])
         result = inference_detector(model, path).pred_instances
-        img = Image.open(path).convert('RGB')
-        draw = ImageDraw.Draw(img)
-        for ann in coco['annotations']:
-            if ann['image_id'] == image['id']:
-                x, y, w, h = ann['bbox']
-                draw.rectangle([x, y, x + w, y + h], outline=(0, 255, 0), width=2)
-                draw.text((x + 2, y + h - 12), cat_names[ann['category_id']], fill=(0, 255, 0))
-        keep = result.scores >= score_thr
-        for box, label, score in zip(result.bboxes[keep].tolist(), result.labels[keep].tolist(),
-                                     result.scores[keep].tolist()):
-            draw.rectangle(box, outline=(255, 0, 0), width=2)
-            draw.text((box[0] + 2, box[1] + 1), f'{classes[label]} {score:.2f}', fill=(255, 0, 0))
+        truth = [(x, y, x + w, y + h, cat_names[a['category_id']])
+                 for a in coco['annotations'] if a['image_id'] == image['id']
+                 for x, y, w, h in [a['bbox']]]
+        preds = [(*box, classes[label], score) for box, label, score in zip(
+            result.bboxes.tolist(), result.labels.tolist(), result.scores.tolist())]
+        panel = compare_panels(Image.open(path), truth, preds, score_thr,
+                               title=image['file_name'])
         out = osp.join(out_dir, image['file_name'].rsplit('.', 1)[0] + '.png')
-        img.save(out)
+        panel.save(out)
         written.append(out)
     return written
 
 
-def contact_sheet(paths: Sequence[str], out_png: str, columns: int = 3) -> str:
-    """Tile images into one PNG."""
+def contact_sheet(paths: Sequence[str], out_png: str, columns: int = 3,
+                  legend: Optional[str] = None) -> str:
+    """Tile images into one PNG, with an optional legend line above them."""
+    if not paths:
+        raise ValueError('contact_sheet: no images to tile')
     images = [Image.open(p) for p in paths]
     w, h = images[0].size
     rows = -(-len(images) // columns)
-    sheet = Image.new('RGB', (w * columns, h * rows), (255, 255, 255))
+    font = _font(16)
+    top = 26 if legend else 0
+    sheet = Image.new('RGB', (w * columns + 8 * (columns - 1), h * rows + 8 * (rows - 1) + top),
+                      (255, 255, 255))
+    if legend:
+        ImageDraw.Draw(sheet).text((4, 4), legend, fill=(0, 0, 0), font=font)
     for i, img in enumerate(images):
-        sheet.paste(img, ((i % columns) * w, (i // columns) * h))
+        sheet.paste(img, ((i % columns) * (w + 8), top + (i // columns) * (h + 8)))
     sheet.save(out_png)
     return out_png
