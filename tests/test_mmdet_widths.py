@@ -216,3 +216,18 @@ def test_bad_widths_fail_at_build_time(change, match):
     cfg.merge_from_dict(dict(model=change))
     with pytest.raises(ValueError, match=match):
         MODELS.build(cfg.model)
+
+
+def test_normalisation_follows_the_named_weights(monkeypatch):
+    """The SSD configs' [-1, 1] input is what the package's weights expect; a config with
+    another normalisation that names them gets a warning naming both (no download here)."""
+    logged = []
+    monkeypatch.setattr(width_patch, '_log', lambda msg, warn=False: logged.append((warn, msg)))
+    weights = dict(init_cfg=dict(type='Pretrained', checkpoint='mnet://keras_0.5_224'))
+    for config in ('ssd_mnet_a050.py', 'ssdlite320_mnet_a050.py', 'faster-rcnn_mnet_fpn_a050.py'):
+        _build(config_path(config), **weights)
+    assert not [msg for warn, msg in logged if warn]
+    _build(config_path('ssdlite320_mnet_shapes.py'), alpha=0.5, **weights)  # ImageNet mean/std
+    warnings = [msg for warn, msg in logged if warn]
+    assert len(warnings) == 1 and 'keras_0.5_224' in warnings[0]
+    assert 'model.data_preprocessor.mean=[127.5, 127.5, 127.5]' in warnings[0]

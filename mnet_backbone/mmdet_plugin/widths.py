@@ -17,7 +17,8 @@ backbone, the widths that must equal the backbone's outputs are set from the bac
 * No neck: a head's ``in_channels`` = the backbone's outputs.
 * Any other neck: its ``in_channels`` must already match, else one error names both.
 
-Every change is logged (what was written, what is used). A width that cannot be derived is a
+Every change is logged (what was written, what is used). A backbone that names ``mnet://``
+weights whose input normalisation is not the detector's gets a warning naming both. A width that cannot be derived is a
 ``ValueError`` at build time naming the backbone's output channels and the keys to set, instead
 of a convolution shape error at the first forward.
 
@@ -305,6 +306,35 @@ def resolve(backbone: dict, neck: Optional[dict], heads: Dict[str, Optional[dict
     return neck, heads
 
 
+def check_normalisation(backbone: dict, data_preprocessor: Optional[dict]) -> bool:
+    """Warn (and return False) when the backbone names ``mnet://`` weights whose input
+    normalisation is not the detector's ``data_preprocessor``'s (RGB, mean/std x 255)."""
+    from ..weights import ENTRIES
+    init = backbone.get('init_cfg')
+    for cfg in (init if isinstance(init, (list, tuple)) else [init]):
+        checkpoint = str(cfg.get('checkpoint', '')) if isinstance(cfg, dict) else ''
+        name = checkpoint[len('mnet://'):] if checkpoint.startswith('mnet://') else None
+        if cfg is None or cfg.get('type') != 'Pretrained' or name not in ENTRIES:
+            continue
+        entry = ENTRIES[name]
+        want_mean = [round(255 * m, 3) for m in entry.mean]
+        want_std = [round(255 * v, 3) for v in entry.std]
+        pre = data_preprocessor or {}
+        got_mean, got_std = pre.get('mean'), pre.get('std')
+        same = (got_mean is not None and got_std is not None
+                and all(abs(a - b) < 1e-3 for a, b in zip(list(got_mean) + list(got_std),
+                                                          want_mean + want_std))
+                and pre.get('bgr_to_rgb', False))
+        if not same:
+            _log(f'MobileNetV1 weights {name} were trained on RGB input normalised with '
+                 f'mean={want_mean}, std={want_std}, but model.data_preprocessor has '
+                 f'mean={got_mean}, std={got_std}, bgr_to_rgb={pre.get("bgr_to_rgb", False)}: '
+                 f'set model.data_preprocessor.mean={want_mean}, std={want_std}, '
+                 f'bgr_to_rgb=True for the input the weights expect', warn=True)
+            return False
+    return True
+
+
 def _wrap(cls, head_names: Sequence[str]) -> None:
     original = cls.__init__
     signature = inspect.signature(original)
@@ -315,6 +345,7 @@ def _wrap(cls, head_names: Sequence[str]) -> None:
         arguments = bound.arguments
         backbone = arguments.get('backbone')
         if is_mnet_backbone(backbone):
+            check_normalisation(backbone, arguments.get('data_preprocessor'))
             heads = {f'model.{name}': arguments.get(name) for name in head_names}
             neck, heads = resolve(backbone, arguments.get('neck'), heads)
             if 'neck' in arguments or neck is not None:
