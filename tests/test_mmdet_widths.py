@@ -231,3 +231,10 @@ def test_normalisation_follows_the_named_weights(monkeypatch):
     warnings = [msg for warn, msg in logged if warn]
     assert len(warnings) == 1 and 'keras_0.5_224' in warnings[0]
     assert 'model.data_preprocessor.mean=[127.5, 127.5, 127.5]' in warnings[0]
+
+
+def test_same_number_of_other_stages_moves_the_anchor_strides():
+    cfg, model = _build(config_path('ssdlite320_mnet_shapes.py'), out_indices=(1, 3, 4))
+    assert [s[0] for s in model.bbox_head.prior_generator.strides] == [4, 16, 32, 64, 107, 160]
+    assert tuple(model.bbox_head.in_channels[:3]) == stage_channels(0.25, (1, 3, 4))
+    _loss_and_predict(model, 5)

@@ -143,29 +143,26 @@ def _resolve_ssd(alpha, out_indices, neck: dict, head: Optional[dict], head_key:
             f'write the extra layers for {k} backbone level(s): {keys}')
     anchors = (head or {}).get('anchor_generator') or {}
     written_strides = anchors.get('strides')
-    if k > n_written:
-        # Extra layers chain from the last backbone map, so the first ones stay the same maps;
-        # the head's level count is kept by dropping the last ones.
-        if written_strides is None or len(written_strides) != levels:
-            raise ValueError(f'{where} gives {k} feature maps where the config writes '
-                             f'{n_written}; the anchor strides cannot follow: set {keys}')
-        last = written_strides[n_written - 1]
-        last = last[0] if isinstance(last, (list, tuple)) else last
-        if STAGE_STRIDES[out_indices[-1]] != last:
+    keep = levels - k  # extra layers chain from the last backbone map: keep the first ones
+    stage_strides = [STAGE_STRIDES[i] for i in out_indices]
+    if written_strides is not None and len(written_strides) == levels:
+        first = [s[0] if isinstance(s, (list, tuple)) else s for s in written_strides]
+        last = first[n_written - 1]
+        if stage_strides[-1] != last:
             raise ValueError(
                 f'{where}: the extra layers are written to start after a stride-{last} map '
                 f'(stage {STAGE_STRIDES.index(last) if last in STAGE_STRIDES else "?"}), '
-                f'out_indices ends at stage {out_indices[-1]} (stride '
-                f'{STAGE_STRIDES[out_indices[-1]]}). End out_indices with that stage, or set '
-                f'{keys}')
-        keep = levels - k
+                f'out_indices ends at stage {out_indices[-1]} (stride {stage_strides[-1]}). '
+                f'End out_indices with that stage, or set {keys}')
+        new_strides = stage_strides + first[n_written:n_written + keep]
+        if new_strides != first:
+            head['anchor_generator'] = dict(anchors, strides=new_strides)
+            changes.append(f'{head_key}.anchor_generator.strides {first} -> {new_strides}')
+    elif k != n_written:
+        raise ValueError(f'{where} gives {k} feature maps where the config writes '
+                         f'{n_written}; the anchor strides cannot follow: set {keys}')
+    if keep < len(extras_at_1):
         extras_at_1, strides, paddings = extras_at_1[:keep], strides[:keep], paddings[:keep]
-        new_strides = [STAGE_STRIDES[i] for i in out_indices] + list(
-            written_strides[n_written:n_written + keep])
-        anchors = dict(anchors, strides=new_strides)
-        head['anchor_generator'] = anchors
-        changes.append(f'{head_key}.anchor_generator.strides {list(written_strides)} -> '
-                       f'{new_strides}')
         changes.append(f'model.neck: the first {keep} of {levels - n_written} extra layers '
                        f'kept ({levels} levels in all)')
     widths = detector_widths(alpha, out_indices, extras_at_1)
