@@ -190,6 +190,22 @@ def test_unpatch_restores_mmdet_and_its_shape_error():
         assert width_patch.patch_detectors()
     assert tuple(MODELS.build(model_cfg).bbox_head.in_channels) == (
         256, 512, 256, 128, 128, 64)
+    # no registry entry is replaced: mmdet's names still give mmdet's classes
+    from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
+    assert MODELS.get('SingleStageDetector') is SingleStageDetector
+    assert MODELS.get('TwoStageDetector') is TwoStageDetector
+
+
+def test_other_mmdet_versions_are_not_patched(monkeypatch):
+    width_patch.unpatch_detectors()
+    try:
+        monkeypatch.setattr(mmdet, '__version__', '3.4.0')
+        with pytest.warns(UserWarning, match='do not follow'):
+            assert width_patch.patch_detectors() is False
+        assert not width_patch.is_patched()
+    finally:
+        monkeypatch.undo()
+        assert width_patch.patch_detectors()
 
 
 @pytest.mark.parametrize('change,match', [
