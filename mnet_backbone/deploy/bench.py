@@ -46,6 +46,7 @@ from ..model import PAPER_RESOLUTIONS, MobileNetV1
 from .data import calibrate_bn
 from .fold import DEFAULT_CHUNKS, deploy
 from .runtime import OrtModel
+from .timing import time_interleaved
 
 __all__ = ["BenchConfig", "PathResult", "run_benchmark", "gemm_peak", "calibrate_bn",
            "format_markdown", "plot", "time_interleaved"]
@@ -115,6 +116,11 @@ def _ort_runner(session) -> Callable[[Tensor], np.ndarray]:
     return run
 
 
+def _first_output(runner) -> Callable[[Tensor], np.ndarray]:
+    """A :class:`~mnet_backbone.deploy.backends.Runner` called on tensors, first output."""
+    return lambda x: runner(x.numpy())[0]
+
+
 def _torch_runner(model: nn.Module, channels_last: bool = False) -> Callable[[Tensor], Tensor]:
     def run(x: Tensor) -> Tensor:
         with torch.inference_mode():
@@ -122,26 +128,6 @@ def _torch_runner(model: nn.Module, channels_last: bool = False) -> Callable[[Te
                 x = x.contiguous(memory_format=torch.channels_last)
             return model(x)
     return run
-
-
-def time_interleaved(runners: Dict[str, Callable[[Tensor], object]], x: Tensor, rounds: int,
-                     calls: int, warmup: int = 2, pause: float = 0.02) -> Dict[str, List[float]]:
-    """Seconds per call of each runner; every round runs each runner ``calls`` times in turn,
-    each block after a short pause (the previous runner's spinning threads go to sleep) and one
-    untimed call (caches and thread pools warm again)."""
-    for run in runners.values():
-        for _ in range(warmup):
-            run(x)
-    times: Dict[str, List[float]] = {name: [] for name in runners}
-    for _ in range(rounds):
-        for name, run in runners.items():
-            time.sleep(pause)
-            run(x)
-            for _ in range(calls):
-                start = time.perf_counter()
-                run(x)
-                times[name].append(time.perf_counter() - start)
-    return times
 
 
 def _p90(values: Sequence[float]) -> float:
@@ -286,8 +272,41 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, object]:
     quantize_int8(fp32_path, int8_path, _render(64, res, seed=4))
     add("mnet ONNX Runtime int8", "ours", "int8", ma, OrtModel(int8_path, cfg.threads), None,
         note="static, per-channel, same streams; agreement: see below")
+    from .backends import available_backends, bf16_support, load
+    if "openvino" in available_backends():
+        _log(cfg, "OpenVINO on the same files ...")
+        ov_runs = [("fp32", fp32_path, "the fp32 file, INFERENCE_PRECISION_HINT=f32")]
+        if bf16_support()["supported"]:
+            ov_runs.append(("bf16", fp32_path, "the fp32 file, INFERENCE_PRECISION_HINT=bf16"))
+        ov_runs.append(("int8", int8_path, "the same QDQ int8 file as ONNX Runtime's"))
+        for precision, path, note in ov_runs:
+            add(f"mnet OpenVINO {precision}", "ours", precision, ma,
+                _first_output(load(path, "openvino", precision, cfg.threads)),
+                ref if precision == "fp32" else None, note=note)
 
     if cfg.peers:
+        add("ONNX Runtime plain session, fp32 file", "runtime", "fp32", ma,
+            _ort_runner(ort_session(fp32_path, cfg.threads)), ref,
+            note="one session call per batch, the package's export")
+        add("ONNX Runtime plain session, int8 file", "runtime", "int8", ma,
+            _ort_runner(ort_session(int8_path, cfg.threads)), None)
+        if "openvino" in available_backends():
+            import openvino as ov
+            for precision, path in (("fp32", fp32_path), ("int8", int8_path)):
+                compiled = ov.Core().compile_model(path, "CPU", {
+                    "INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": cfg.threads})
+                add(f"OpenVINO plain compile_model, {precision} file", "runtime", precision, ma,
+                    (lambda c: lambda x: c(x.numpy())[0])(compiled),
+                    ref if precision == "fp32" else None, note="OpenVINO's default hints")
+        import importlib.util
+        if importlib.util.find_spec("litert_torch") and importlib.util.find_spec("ai_edge_litert"):
+            _log(cfg, "LiteRT (litert-torch conversion of the same weights) ...")
+            add("LiteRT (TFLite + XNNPACK), converted by litert-torch", "litert", "fp32", ma,
+                litert_runner(core, res, os.path.join(cfg.work_dir, "mnet_1.0_224.tflite"),
+                              cfg.threads), ref,
+                note="batch 1 graph; batches run image by image")
+        else:
+            _log(cfg, "  LiteRT skipped: pip install ai-edge-litert litert-torch")
         _log(cfg, "building timm and torchvision peers ...")
         try:
             import timm
@@ -502,6 +521,26 @@ def _targets(report: Dict[str, object]) -> List[dict]:
            f"{speed:.2f}x ({int8['b1_median_ms']:.2f} ms)")
     speed32 = int8["batch_img_s"] / best_batch["batch_img_s"]
     target("(int8 vs the best fp32 path, batch 32 throughput)", None, f"{speed32:.2f}x")
+    peers = [p for p in report["paths"] if p["family"] in ("runtime", "litert", "timm")]
+    for precision in ("fp32", "int8"):
+        ours = [p for p in report["paths"] if p["family"] == "ours" and p["precision"] == precision]
+        theirs = [p for p in peers if p["precision"] == precision]
+        if not (ours and theirs):
+            continue
+        o, t = (min(g, key=lambda p: p["b1_median_ms"]) for g in (ours, theirs))
+        target(f"{precision} batch 1: the package's best path at least as fast as every peer",
+               o["b1_median_ms"] <= t["b1_median_ms"],
+               f"{o['name']} {o['b1_median_ms']:.2f} ms vs {t['name']} {t['b1_median_ms']:.2f} ms")
+        o, t = (max(g, key=lambda p: p["batch_img_s"]) for g in (ours, theirs))
+        target(f"{precision} batch {o['batch']}: the package's best path at least as fast as every "
+               f"peer", o["batch_img_s"] >= t["batch_img_s"],
+               f"{o['name']} {o['batch_img_s']:.0f} img/s vs {t['name']} "
+               f"{t['batch_img_s']:.0f} img/s")
+    if "mnet OpenVINO bf16" in paths:
+        f32, b16 = paths["mnet OpenVINO fp32"], paths["mnet OpenVINO bf16"]
+        r = f32["b1_median_ms"] / b16["b1_median_ms"]
+        target("OpenVINO bf16 >= 1.4x fp32 (batch 1, AMX)", r >= 1.4,
+               f"{b16['b1_median_ms']:.2f} vs {f32['b1_median_ms']:.2f} ms = {r:.2f}x")
     agree = report["agreement"]["result"]["top1_agreement"]
     target("int8 top-1 agreement with fp32 >= 99%", agree >= 0.99,
            f"{100 * agree:.1f}% of {report['agreement']['result']['images']} images")
@@ -642,3 +681,25 @@ def write_outputs(report: Dict[str, object], out_dir: str) -> Dict[str, str]:
         f.write(format_markdown(report) + "\n")
     plot(report, files["png"])
     return files
+
+
+def litert_runner(model: nn.Module, res: int, path: str, threads: int):
+    """``model`` converted by litert-torch to a .tflite file and run by LiteRT's interpreter
+    (XNNPACK delegate), batch 1 (a LiteRT interpreter has one static input shape)."""
+    import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    litert_torch.convert(model.eval(), (torch.zeros(1, 3, res, res),)).export(path)
+    interpreter = Interpreter(model_path=path, num_threads=threads)
+    interpreter.allocate_tensors()
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+
+    def run(x: Tensor) -> np.ndarray:
+        results = []
+        for image in x.numpy():  # one static batch-1 graph: images in turn
+            interpreter.set_tensor(inp, np.ascontiguousarray(image[None]))
+            interpreter.invoke()
+            results.append(interpreter.get_tensor(out).copy())
+        return np.concatenate(results)
+    return run
