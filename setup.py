@@ -25,6 +25,8 @@ setup(
         "torchvision": ["torchvision>=0.15"],
         # Reading Google's Keras HDF5 and timm's safetensors ImageNet weights.
         "weights": ["h5py", "safetensors"],
+        # Deployment runtimes: ONNX export (onnx, onnxscript), ONNX Runtime and OpenVINO.
+        "deploy": ["onnx", "onnxruntime", "onnxscript", "openvino"],
         # Test-only peers: the parity tests compare against timm and Keras 3 (torch backend).
         "dev": ["pytest", "matplotlib", "timm", "keras>=3", "h5py", "safetensors", "onnx",
                 "onnxruntime", "onnxscript",

@@ -55,8 +55,8 @@ else
     fi
 fi
 
-log "mnet-backbone (editable) with its mmdet, torchvision, weights and dev extras"
-"${PIP[@]}" -q -e "$ROOT[mmdet,torchvision,weights,dev]"
+log "mnet-backbone (editable) with its mmdet, torchvision, weights, deploy and dev extras"
+"${PIP[@]}" -q -e "$ROOT[mmdet,torchvision,weights,deploy,dev]"
 
 # --- real ImageNet weights for the tests (mnet_backbone.weights.tf_graph), fetched once ----------
 # Google's MobileNetV1 1.0/224 as a TF frozen graph, shipped in the PyPI sdist nudity==0.2.3 (MIT):

@@ -8,13 +8,21 @@
   same batching strategy.
 * :mod:`.quant`: int8 static post-training quantization (ONNX Runtime) and its top-1 agreement
   with fp32; :mod:`.data`: rendered images and a quickly trained classifier to measure it on.
+* :mod:`.detector_export`: SSD / SSDLite detectors (mmdet or torchvision) as one ONNX graph
+  from image to boxes, NMS included; :mod:`.detector_runtime`: :class:`DeployedDetector` runs
+  it and returns mmdet- or torchvision-style results; :mod:`.detector_pipeline`: export, int8,
+  backend choice and checks behind ``tools/deploy.py``.
+* :mod:`.backends`: ONNX Runtime and OpenVINO at fp32 / bf16 / int8, ``backend="auto"``.
 * :mod:`.bench`: the CPU benchmark behind ``tools/benchmark.py``.
 
-Importing this package needs torch only; onnx / onnxruntime / onnxscript are imported by the
-functions that use them (``pip install mnet-backbone[dev]``).
+Importing this package needs torch only; onnx / onnxruntime / onnxscript / openvino are imported
+by the functions that use them (``pip install mnet-backbone[deploy]``).
 """
 from .fold import (DEFAULT_CHUNKS, DeployedMobileNetV1, compile_options, deploy, fold_bn,
                    fold_conv_bn, tune_chunks)
+from .detector_export import DetectorSpec, export_detector
+from .detector_runtime import DeployedDetector
 
 __all__ = ["fold_bn", "fold_conv_bn", "deploy", "DeployedMobileNetV1", "DEFAULT_CHUNKS",
-           "tune_chunks", "compile_options"]
+           "tune_chunks", "compile_options", "export_detector", "DetectorSpec",
+           "DeployedDetector"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from typing import Iterable, Optional, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -47,13 +47,15 @@ class _Reader:
 
 def quantize_int8(fp32_path: str, int8_path: str, calibration: Union[Tensor, np.ndarray, Iterable],
                   *, method: str = "minmax", per_channel: bool = True, batch: int = 16,
-                  qdq: bool = True) -> str:
+                  qdq: bool = True, op_types: Optional[Sequence[str]] = None) -> str:
     """Static int8 quantization of ``fp32_path`` into ``int8_path``; returns ``int8_path``.
 
     ``calibration``: normalised float images (N x C x H x W tensor or array, or an iterable of
     such batches), e.g. ``normalize(load_images(folder))``; a few hundred are plenty.
     ``method``: how activation ranges are chosen from them (``minmax``, ``percentile``,
     ``entropy``). ``qdq=False`` writes QLinearConv operators instead of Q/DQ pairs.
+    ``op_types``: the operator types to quantize (default: every type ONNX Runtime can; the
+    detectors pass ``("Conv",)`` so that box decoding, scores and NMS stay in fp32).
     """
     import onnx
     from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
@@ -73,6 +75,7 @@ def quantize_int8(fp32_path: str, int8_path: str, calibration: Union[Tensor, np.
                         quant_format=QuantFormat.QDQ if qdq else QuantFormat.QOperator,
                         per_channel=per_channel, activation_type=QuantType.QUInt8,
                         weight_type=QuantType.QInt8, calibrate_method=calibrate,
+                        op_types_to_quantize=list(op_types) if op_types else None,
                         extra_options={"CalibTensorRangeSymmetric": False})
     return int8_path
 

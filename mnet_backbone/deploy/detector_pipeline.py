@@ -1,0 +1,219 @@
+"""From a trained detector to a deployed folder: export, quantize, choose a backend, check.
+
+:func:`deploy_detector` is what ``tools/deploy.py`` runs once the face (mmdet or torchvision)
+has built the model. It writes into ``out_dir``:
+
+* ``detector_fp32.onnx``: the end-to-end graph (:mod:`.detector_export`), always (bf16 runs it);
+* ``detector_int8.onnx`` with ``precision="int8"``: statically quantized convolutions, calibrated
+  on the user's images;
+* ``deploy.json``: the files, the detector spec, the backend chosen and the summary.
+
+Every file is written under a temporary name and renamed into place; a failure leaves no
+half-written file. Inputs are checked before any export work starts.
+"""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import backends
+from .detector_export import RAW_OUTPUTS, DetectorGraph, detector_spec, export_detector
+from .detector_runtime import MANIFEST, DeployedDetector, coco_map, load_rgb
+from .timing import time_interleaved
+
+__all__ = ["ValSet", "deploy_detector", "check_output_dir", "calibration_files",
+           "load_calibration", "raw_output_diff", "CalibrationError"]
+
+FILES = {"fp32": "detector_fp32.onnx", "int8": "detector_int8.onnx"}
+
+
+class CalibrationError(ValueError):
+    """Calibration images that cannot be used (the message names the folder and the fix)."""
+
+
+@dataclass
+class ValSet:
+    """A COCO-format evaluation set: annotation file and (image id, file) pairs."""
+
+    ann_file: str
+    images: List[Tuple[int, str]]
+    load: Callable[[str], np.ndarray] = load_rgb  # file -> H x W x 3 uint8 RGB
+    limit: Optional[int] = None
+
+    @classmethod
+    def from_coco(cls, ann_file: str, img_dir: str, **kwargs) -> "ValSet":
+        if not os.path.isfile(ann_file):
+            raise FileNotFoundError(f"val annotation file {ann_file!r} does not exist")
+        with open(ann_file) as f:
+            data = json.load(f)
+        images = [(im["id"], os.path.join(img_dir, im["file_name"])) for im in data["images"]]
+        return cls(ann_file, images, **kwargs)
+
+
+def check_output_dir(out_dir: str) -> str:
+    """Make ``out_dir`` (if needed) and make sure a file can be written there."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write_test"):
+            pass
+    except OSError as exc:
+        raise PermissionError(f"output folder {out_dir!r} cannot be written ({exc.strerror}); "
+                              f"pass another --output") from None
+    return out_dir
+
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def calibration_files(folder: str, limit: int = 100) -> Tuple[List[str], int]:
+    """Up to ``limit`` image files under ``folder`` (sorted) and how many other files were
+    skipped; an error before any work if the folder is missing or holds no images."""
+    if not folder or not os.path.isdir(folder):
+        raise CalibrationError(f"calibration folder {folder!r} does not exist; int8 needs "
+                               f"--calib-dir with a few hundred of your images")
+    files, skipped = [], 0
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+                files.append(os.path.join(root, name))
+            else:
+                skipped += 1
+    if not files:
+        raise CalibrationError(f"calibration folder {folder!r} holds no images "
+                               f"({', '.join(IMAGE_EXTENSIONS)}); {skipped} other files")
+    return files[:limit], skipped
+
+
+def load_calibration(files: Sequence[str], size: Tuple[int, int]) -> Tuple[np.ndarray, int]:
+    """Calibration batch (N x 3 x H x W float32 RGB 0-255, resized to the network input as the
+    graph would) and the count of files that could not be decoded (skipped)."""
+    out, bad = [], 0
+    for file in files:
+        try:
+            out.append(_resize(load_rgb(file), size))
+        except ValueError:
+            bad += 1
+    if not out:
+        raise CalibrationError(f"none of the {len(files)} calibration images could be decoded")
+    return np.stack(out).astype(np.float32), bad
+
+
+@torch.no_grad()
+def raw_output_diff(runner: backends.Runner, model: nn.Module, images: np.ndarray) -> float:
+    """Largest |difference| of the head's raw outputs (class logits, box deltas): the file on
+    ``runner`` vs the PyTorch model, on the same images."""
+    spec = detector_spec(model)
+    graph = DetectorGraph(model, spec)
+    ref = graph(torch.from_numpy(images))[3:]
+    got = dict(zip(runner.output_names, runner(images)))
+    return max(float(np.abs(got[name] - r.numpy()).max()) for name, r in zip(RAW_OUTPUTS, ref))
+
+
+def _write_json(path: str, data: dict) -> None:
+    tmp = f"{path}.{os.getpid()}.partial"
+    with open(tmp, "w") as f:
+        json.dump(data, f, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def _val_predictions(predict: Callable[[List[np.ndarray]], List[dict]], val: ValSet,
+                     batch: int = 8) -> Tuple[Dict[int, dict], float]:
+    images = val.images[:val.limit] if val.limit else val.images
+    preds: Dict[int, dict] = {}
+    seconds = 0.0
+    for i in range(0, len(images), batch):
+        chunk = images[i:i + batch]
+        arrays = [val.load(path) for _, path in chunk]
+        start = time.perf_counter()
+        results = predict(arrays)
+        seconds += time.perf_counter() - start
+        preds.update({image_id: r for (image_id, _), r in zip(chunk, results)})
+    return preds, seconds * 1e3 / max(1, len(images))
+
+
+def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
+                    backend: str = "auto", calib_dir: Optional[str] = None,
+                    calib_limit: int = 100, val: Optional[ValSet] = None,
+                    pytorch_predict: Optional[Callable[[List[np.ndarray]], List[dict]]] = None,
+                    class_names: Optional[Sequence[str]] = None, threads: int = 0,
+                    latency_repeats: int = 20) -> Dict[str, object]:
+    """Export ``model`` into ``out_dir`` at ``precision`` on ``backend``; return the summary.
+
+    ``val`` + ``pytorch_predict`` (images -> list of dict(boxes, scores, labels) in the
+    exported graph's label convention): also COCO mAP of PyTorch and of the deployed file.
+    """
+    if precision not in backends.PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {backends.PRECISIONS}")
+    if backend != "auto":
+        backends.require_backend(backend)
+        backends.check_precision(backend, precision)
+    elif precision == "bf16":
+        backends.check_precision("openvino", precision)
+    if val is not None and pytorch_predict is None:
+        raise ValueError("deploy_detector: val needs pytorch_predict to compare against")
+    check_output_dir(out_dir)
+    calib: Optional[Tuple[List[str], int]] = None
+    if precision == "int8":
+        calib = calibration_files(calib_dir, calib_limit)
+    threads = threads or backends.default_threads()
+
+    summary: Dict[str, object] = {"precision": precision, "threads": threads}
+    fp32_path = os.path.join(out_dir, FILES["fp32"])
+    start = time.perf_counter()
+    spec = export_detector(model, fp32_path, class_names=class_names, keep_raw_outputs=True)
+    summary["export_seconds"] = round(time.perf_counter() - start, 1)
+    files = {"fp32": FILES["fp32"]}
+    rng = np.random.default_rng(0)
+    h, w = spec.input_size
+    probe = (rng.random((2, 3, h, w), dtype=np.float32) * 255).astype(np.float32)
+    if val is not None and val.images:
+        probe = np.stack([_resize(val.load(p), (h, w)) for _, p in val.images[:2]])
+    if precision == "int8":
+        from .quant import quantize_int8
+        images, bad = load_calibration(calib[0], spec.input_size)
+        int8_path = os.path.join(out_dir, FILES["int8"])
+        quantize_int8(fp32_path, int8_path, images, op_types=("Conv",))
+        files["int8"] = FILES["int8"]
+        summary["calibration"] = (f"{len(images)} images from {calib_dir}"
+                                  f" ({calib[1]} non-image files, {bad} undecodable skipped)")
+    deployed_path = os.path.join(out_dir, files.get(precision, files["fp32"]))
+    if backend == "auto":
+        backend, medians = backends.choose_backend(deployed_path, precision, 1, threads)
+        summary["backend_medians_ms_b1"] = medians
+    summary.update(backend=backend, file=deployed_path)
+    fp32_backend = backend if precision == "fp32" or backend != "openvino" else "openvino"
+    summary["max_abs_diff_vs_pytorch"] = raw_output_diff(
+        backends.load(fp32_path, fp32_backend, "fp32", threads), model, probe)
+    detector = DeployedDetector(deployed_path, backend, precision, threads)
+    times = time_interleaved({"deployed": detector.runner}, probe[:1], latency_repeats, 1)
+    summary["latency_ms_b1"] = round(statistics.median(times["deployed"]) * 1e3, 3)
+    if val is not None:
+        summary["val_images"] = len(val.images[:val.limit] if val.limit else val.images)
+        torch_preds, torch_ms = _val_predictions(pytorch_predict, val)
+        summary["map_pytorch"] = coco_map(torch_preds, val.ann_file, spec.class_names,
+                                          spec.label_offset)["bbox_mAP"]
+        dep_preds, dep_ms = _val_predictions(detector.predict, val)
+        summary["map_deployed"] = coco_map(dep_preds, val.ann_file, spec.class_names,
+                                           spec.label_offset)["bbox_mAP"]
+        summary["ms_per_image_pytorch"] = round(torch_ms, 2)
+        summary["ms_per_image_deployed"] = round(dep_ms, 2)
+    _write_json(os.path.join(out_dir, MANIFEST),
+                {"files": files, "spec": json.loads(spec.to_json()), "summary": summary})
+    return summary
+
+
+def _resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """H x W x 3 uint8 -> 3 x h x w float32, resized as the exported graph resizes."""
+    import torch.nn.functional as F
+    x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float()
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)[0].numpy()

@@ -1,0 +1,161 @@
+"""Running an exported detector: images in, mmdet- or torchvision-style results out.
+
+    det = DeployedDetector("deployed/")                  # a tools/deploy.py folder, or an .onnx
+    det = DeployedDetector("det.onnx", backend="openvino", precision="bf16")
+    results = det.predict(["a.jpg", rgb_array])          # torchvision style: list of dicts
+    samples = det.predict(images, style="mmdet")         # DetDataSample with pred_instances
+
+Images are file paths, H x W x 3 uint8 RGB arrays, or 3 x H x W tensors / arrays (RGB,
+0-255). Images of one size run as one batch; boxes come back in each image's own pixels.
+:func:`coco_map` scores predictions with pycocotools the way mmdet's ``CocoMetric`` does
+(maxDets 100 / 300 / 1000, category ids by the order of the named classes in the file).
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .backends import Runner, open_model
+from .detector_export import DetectorSpec, read_spec
+
+__all__ = ["DeployedDetector", "load_rgb", "coco_map", "MANIFEST", "manifest_file"]
+
+MANIFEST = "deploy.json"
+
+
+def load_rgb(path: str) -> np.ndarray:
+    """An image file as H x W x 3 uint8 RGB (one clear error for a missing or broken file)."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image {path!r} does not exist")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"image {path!r} cannot be decoded ({exc})") from None
+
+
+def manifest_file(folder: str, precision: str) -> str:
+    """The model file of ``precision`` in a tools/deploy.py output folder."""
+    path = os.path.join(folder, MANIFEST)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{folder!r} has no {MANIFEST}: not a tools/deploy.py output "
+                                f"folder (pass the .onnx file itself, or deploy again)")
+    with open(path) as f:
+        files = json.load(f)["files"]
+    if precision not in files:
+        fp32 = "bf16 runs the fp32 file; " if precision == "bf16" and "fp32" in files else ""
+        if fp32:
+            return os.path.join(folder, files["fp32"])
+        raise FileNotFoundError(f"{folder!r} holds {sorted(files)} files, not {precision}; "
+                                f"deploy with --precision {precision}")
+    return os.path.join(folder, files[precision])
+
+
+class DeployedDetector:
+    """An exported detector on a backend (``auto``: the fastest measured one)."""
+
+    def __init__(self, path: str, backend: str = "auto", precision: str = "fp32",
+                 threads: int = 0, batch: int = 1):
+        file = manifest_file(path, precision) if os.path.isdir(path) else path
+        self.spec: DetectorSpec = read_spec(file)
+        self.runner: Runner = open_model(file, backend, precision, threads, batch)
+        self.path = file
+
+    @property
+    def backend(self) -> str:
+        return self.runner.backend
+
+    def __call__(self, batch: Union[np.ndarray, torch.Tensor]) -> Dict[str, np.ndarray]:
+        """Raw graph outputs for a B x 3 x H x W batch (RGB 0-255): boxes, scores, labels,
+        num_detections (and raw_cls / raw_box)."""
+        if isinstance(batch, torch.Tensor):
+            batch = batch.detach().cpu().numpy()
+        outs = self.runner(batch)
+        return dict(zip(self.runner.output_names, outs))
+
+    @staticmethod
+    def _as_chw(image) -> np.ndarray:
+        if isinstance(image, str):
+            image = load_rgb(image)
+        if isinstance(image, torch.Tensor):
+            image = image.detach().cpu().numpy()
+        image = np.asarray(image)
+        if image.ndim != 3 or 3 not in (image.shape[0], image.shape[-1]):
+            raise ValueError(f"an image must be H x W x 3 (RGB) or 3 x H x W, got shape "
+                             f"{image.shape}")
+        if image.shape[-1] == 3 and image.shape[0] != 3:
+            image = image.transpose(2, 0, 1)
+        return image.astype(np.float32)
+
+    def predict(self, images: Sequence, style: str = "torchvision") -> List:
+        """One result per image: ``style="torchvision"``: dict(boxes, scores, labels) tensors;
+        ``style="mmdet"``: ``DetDataSample`` with ``pred_instances`` (needs mmdet)."""
+        if style not in ("torchvision", "mmdet"):
+            raise ValueError(f"style must be 'torchvision' or 'mmdet', got {style!r}")
+        arrays = [self._as_chw(im) for im in images]
+        results: List[Optional[dict]] = [None] * len(arrays)
+        by_size: Dict[tuple, List[int]] = {}
+        for i, a in enumerate(arrays):
+            by_size.setdefault(a.shape, []).append(i)
+        for idx in by_size.values():
+            out = self(np.stack([arrays[i] for i in idx]))
+            for j, i in enumerate(idx):
+                k = int(out["num_detections"][j])
+                results[i] = dict(boxes=torch.from_numpy(out["boxes"][j, :k].copy()),
+                                  scores=torch.from_numpy(out["scores"][j, :k].copy()),
+                                  labels=torch.from_numpy(out["labels"][j, :k].copy()))
+        if style == "torchvision":
+            return results
+        from mmdet.structures import DetDataSample
+        from mmengine.structures import InstanceData
+        samples = []
+        for a, r in zip(arrays, results):
+            sample = DetDataSample(metainfo=dict(ori_shape=a.shape[1:], img_shape=a.shape[1:]))
+            sample.pred_instances = InstanceData(bboxes=r["boxes"], scores=r["scores"],
+                                                 labels=r["labels"])
+            samples.append(sample)
+        return samples
+
+
+def coco_map(predictions: Dict[int, dict], ann_file: str,
+             class_names: Sequence[str], label_offset: int = 0) -> Dict[str, float]:
+    """COCO bbox mAP of ``{image_id: dict(boxes, scores, labels)}`` (x1y1x2y2 boxes, labels
+    counted from ``label_offset``) against ``ann_file``, as mmdet's ``CocoMetric`` computes it."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(ann_file)
+    cat_ids = gt.getCatIds(catNms=list(class_names))
+    if len(cat_ids) != len(class_names):
+        missing = sorted(set(class_names) - {c["name"] for c in gt.loadCats(cat_ids)})
+        raise ValueError(f"{ann_file}: classes {missing} of the model are not categories there")
+    dets = []
+    for image_id, r in predictions.items():
+        boxes = np.asarray(r["boxes"], dtype=np.float64).reshape(-1, 4)
+        for box, score, label in zip(boxes, np.asarray(r["scores"]), np.asarray(r["labels"])):
+            x1, y1, x2, y2 = box.tolist()
+            dets.append(dict(image_id=int(image_id), category_id=cat_ids[int(label) - label_offset],
+                             bbox=[x1, y1, x2 - x1, y2 - y1], score=float(score)))
+    if not dets:
+        return {"bbox_mAP": 0.0, "bbox_mAP_50": 0.0, "bbox_mAP_75": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes(dets)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.params.catIds = cat_ids
+        ev.params.imgIds = sorted(predictions)
+        ev.params.maxDets = [100, 300, 1000]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"bbox_mAP": round(float(ev.stats[0]), 4), "bbox_mAP_50": round(float(ev.stats[1]), 4),
+            "bbox_mAP_75": round(float(ev.stats[2]), 4)}
