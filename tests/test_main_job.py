@@ -1,4 +1,4 @@
-"""The README's main job, in miniature: data generation, train, evaluate, draw, plot."""
+"""The README's main job, in miniature: data generation, train, evaluate, draw, plot, deploy."""
 import importlib.util
 import json
 import os
@@ -39,6 +39,13 @@ def test_main_job_end_to_end(tmp_path, capsys):
     assert Image.open(drawn[0]).width == 2 * 128 + 4  # ground truth | predictions
     out = capsys.readouterr().out
     assert 'AP @[.50:.95]' in out and str(work / 'metrics.json') in out
+    # the last step deploys the detector on the fastest backend and scores it next to PyTorch
+    deployed = metrics['deployed']
+    assert deployed['precision'] == 'fp32' and deployed['backend'] in ('onnxruntime', 'openvino')
+    assert os.path.isfile(deployed['file']) and (work / 'deployed' / 'deploy.json').is_file()
+    assert abs(deployed['map_deployed'] - deployed['map_pytorch']) <= 0.005
+    assert deployed['map_pytorch'] == pytest.approx(metrics['metrics']['coco/bbox_mAP'], abs=0.005)
+    assert f"mAP {deployed['map_deployed']:.3f} vs PyTorch" in out
 
 
 def test_model_options_set_only_alpha_and_say_the_widths():

@@ -5,7 +5,9 @@
     python tools/main_job.py --nproc 2             # 2-process data-parallel (torchrun)
 
 Steps: generate the data set if it is missing, ``tools/train.py`` (or ``tools/dist_train.sh``),
-``tools/test.py``-equivalent evaluation with the COCO metric, then drawn predictions and curves.
+``tools/test.py``-equivalent evaluation with the COCO metric, drawn predictions and curves, then
+``tools/deploy.py``: the detector exported end to end on the fastest CPU backend, its mAP and
+ms/image next to PyTorch's.
 """
 import argparse
 import json
@@ -33,6 +35,9 @@ def parse_args(argv=None):
     p.add_argument('--num-drawn', type=int, default=6, help='val images to draw')
     p.add_argument('--score-thr', type=float, default=0.3,
                    help='draw predictions with at least this score (default 0.3)')
+    p.add_argument('--deploy-precision', default='fp32', choices=['fp32', 'bf16', 'int8', 'none'],
+                   help='deploy the trained detector (tools/deploy.py, fastest backend) at this '
+                        'precision and compare its mAP with PyTorch\'s; none: skip')
     p.add_argument('--cfg-options', nargs='+', default=[], help='extra key=value overrides')
     args = p.parse_args(argv)
     if not 0.0 <= args.score_thr <= 1.0:
@@ -128,11 +133,16 @@ def main(argv=None) -> int:
                                               columns=2, legend=legend)
     out['curves'] = report.plot_curves(args.work_dir, osp.join(args.work_dir, 'curves.png'))
     out['metrics'] = osp.join(args.work_dir, 'metrics.json')
+    deployed = None
+    if args.deploy_precision != 'none':
+        deployed = deploy(args, checkpoint, opts)
+        if deployed is None:
+            return 1
     total = time.time() - start
     with open(out['metrics'], 'w') as f:
         json.dump(dict(metrics=metrics, classwise=classwise, checkpoint=checkpoint,
                        train_seconds=round(train_time, 1), total_seconds=round(total, 1),
-                       options=opts), f, indent=2)
+                       options=opts, deployed=deployed), f, indent=2)
 
     print('\n' + report.format_metrics(metrics, classwise))
     print(f'\n[main job] done in {total / 60:.1f} min (training {train_time / 60:.1f} min). '
@@ -141,7 +151,30 @@ def main(argv=None) -> int:
           f'  predictions: {out["predictions"]} (truth | predictions with score >= '
           f'{args.score_thr:.2f})\n'
           f'  checkpoint:  {checkpoint}\n  logs:        {args.work_dir}/<timestamp>/')
+    if deployed:
+        print(f'  deployed:    {deployed["file"]} on {deployed["backend"]} '
+              f'({deployed["precision"]}): mAP {deployed["map_deployed"]:.3f} vs PyTorch '
+              f'{deployed["map_pytorch"]:.3f}; {deployed["ms_per_image_deployed"]:.1f} ms/image '
+              f'vs PyTorch {deployed["ms_per_image_pytorch"]:.1f} ms/image (val set, image to '
+              f'boxes)')
     return 0
+
+
+def deploy(args, checkpoint, opts):
+    """tools/deploy.py on the trained detector: the fastest backend, mAP next to PyTorch's."""
+    out_dir = osp.join(args.work_dir, 'deployed')
+    cmd = [sys.executable, osp.join(ROOT, 'tools', 'deploy.py'), args.config, checkpoint,
+           '--output', out_dir, '--backend', 'auto', '--precision', args.deploy_precision,
+           '--val', '--cfg-options', *opts]
+    if args.deploy_precision == 'int8':
+        cmd += ['--calib-dir', osp.join(args.data, 'train2017')]
+    print(f'[main job] deploying: tools/deploy.py ... --output {out_dir} --backend auto '
+          f'--precision {args.deploy_precision} --val', flush=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        print('[main job] deployment failed (see the log above)', file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _options_to_dict(opts):
