@@ -136,7 +136,7 @@ def test_other_image_sizes_are_resized_and_boxes_rescaled(mmdet_model, exported)
 
 def test_raw_head_outputs_and_map_match_pytorch(mmdet_model, tmp_path):
     from mnet_backbone.deploy import DeployedDetector
-    from mnet_backbone.deploy.detector_pipeline import _val_predictions, deploy_detector
+    from mnet_backbone.deploy.detector_pipeline import val_predictions, deploy_detector
     from mnet_backbone.deploy.detector_runtime import coco_map
     from mnet_backbone.mmdet_plugin.deploy import pytorch_predict, val_set
     model, cfg = mmdet_model
@@ -153,7 +153,7 @@ def test_raw_head_outputs_and_map_match_pytorch(mmdet_model, tmp_path):
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".partial")]
     for backend in BACKENDS:  # the same file on every backend scores the same
         det = DeployedDetector(str(tmp_path), backend=backend)
-        preds, _ = _val_predictions(det.predict, val)
+        preds, _ = val_predictions(det.predict, val)
         m = coco_map(preds, val.ann_file, det.spec.class_names)["bbox_mAP"]
         assert abs(m - s["map_pytorch"]) <= 0.005, (backend, m, s["map_pytorch"])
 

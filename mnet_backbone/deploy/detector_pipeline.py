@@ -18,7 +18,7 @@ import os
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -126,7 +126,7 @@ def _write_json(path: str, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def _val_predictions(predict: Callable[[List[np.ndarray]], List[dict]], val: ValSet,
+def val_predictions(predict: Callable[[List[np.ndarray]], List[dict]], val: ValSet,
                      batch: int = 8) -> Tuple[Dict[int, dict], float]:
     images = val.images[:val.limit] if val.limit else val.images
     preds: Dict[int, dict] = {}
@@ -191,18 +191,17 @@ def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
         backend, medians = backends.choose_backend(deployed_path, precision, 1, threads)
         summary["backend_medians_ms_b1"] = medians
     summary.update(backend=backend, file=deployed_path)
-    fp32_backend = backend if precision == "fp32" or backend != "openvino" else "openvino"
-    summary["max_abs_diff_vs_pytorch"] = raw_output_diff(
-        backends.load(fp32_path, fp32_backend, "fp32", threads), model, probe)
+    summary["max_abs_diff_vs_pytorch"] = raw_output_diff(  # fp32 file, the chosen backend
+        backends.load(fp32_path, backend, "fp32", threads), model, probe)
     detector = DeployedDetector(deployed_path, backend, precision, threads)
     times = time_interleaved({"deployed": detector.runner}, probe[:1], latency_repeats, 1)
     summary["latency_ms_b1"] = round(statistics.median(times["deployed"]) * 1e3, 3)
     if val is not None:
         summary["val_images"] = len(val.images[:val.limit] if val.limit else val.images)
-        torch_preds, torch_ms = _val_predictions(pytorch_predict, val)
+        torch_preds, torch_ms = val_predictions(pytorch_predict, val)
         summary["map_pytorch"] = coco_map(torch_preds, val.ann_file, spec.class_names,
                                           spec.label_offset)["bbox_mAP"]
-        dep_preds, dep_ms = _val_predictions(detector.predict, val)
+        dep_preds, dep_ms = val_predictions(detector.predict, val)
         summary["map_deployed"] = coco_map(dep_preds, val.ann_file, spec.class_names,
                                            spec.label_offset)["bbox_mAP"]
         summary["ms_per_image_pytorch"] = round(torch_ms, 2)
