@@ -199,3 +199,30 @@ def test_int8_runs_and_agrees_with_fp32(tmp_path):
     result = agreement(fp32, int8, normalize(test_images), test_labels, batch=16, threads=1)
     assert result.images == 64
     assert result.top1_agreement >= 0.85, result
+
+
+@needs_ort
+@pytest.mark.parametrize("features", [False, True])
+def test_classifier_and_backbone_files_on_every_backend(tmp_path, features):
+    """The classifier / backbone-feature files run on ONNX Runtime and OpenVINO (fp32, bf16
+    where the CPU has it) with the PyTorch model's outputs; ``auto`` picks one of them."""
+    from mnet_backbone.deploy import backends
+    from mnet_backbone.deploy.export import export_onnx
+    torch.manual_seed(0)
+    model = randomize_bn(MobileNetV1(num_classes=10, alpha=0.25, out_indices=(2, 4))).eval()
+    path = export_onnx(model, str(tmp_path / "m.onnx"), features=features, resolution=64)
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        ref = model.forward_features(x) if features else [model(x)]
+    for backend in backends.available_backends():
+        outs = backends.load(path, backend, "fp32", threads=1)(x.numpy())
+        assert len(outs) == len(ref)
+        for out, r in zip(outs, ref):
+            close(torch.from_numpy(out), r)
+    if has("openvino") and backends.bf16_support()["supported"]:
+        out = backends.load(path, "openvino", "bf16", threads=1)(x.numpy())[-1]
+        diff = float((torch.from_numpy(out) - ref[-1]).abs().max())
+        assert 0 < diff < 0.1 * float(ref[-1].abs().max())  # bf16 really ran, and roughly agrees
+    best, medians = backends.choose_backend(path, "fp32", 3, 1, cache=str(tmp_path / "c.json"),
+                                            repeats=2)
+    assert best in medians and set(medians) == set(backends.available_backends())
