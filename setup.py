@@ -26,7 +26,7 @@ setup(
         # Reading Google's Keras HDF5 and timm's safetensors ImageNet weights.
         "weights": ["h5py", "safetensors"],
         # Deployment runtimes: ONNX export (onnx, onnxscript), ONNX Runtime and OpenVINO.
-        "deploy": ["onnx", "onnxruntime", "onnxscript", "openvino"],
+        "deploy": ["onnx", "onnxruntime", "onnxscript", "openvino", "nncf"],
         # Test-only peers: the parity tests compare against timm and Keras 3 (torch backend).
         "dev": ["pytest", "matplotlib", "timm", "keras>=3", "h5py", "safetensors", "onnx",
                 "onnxruntime", "onnxscript",

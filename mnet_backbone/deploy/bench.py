@@ -454,6 +454,43 @@ def scaling_exponents(rows: List[dict], key: str) -> Dict[str, float]:
 
 
 def _agreement(cfg: BenchConfig) -> Dict[str, object]:
+    """Int8 vs fp32 on Google's real 1.0-224 ImageNet weights (the cached TF graph) and real
+    photos, calibration and evaluation photos disjoint (:mod:`.photos`): the package's accurate
+    int8 path (``result``) and the plain :func:`~.quant.quantize_int8` (``current``). Without
+    the graph or scikit-image, the rendered-shapes classifier as before (``source: shapes``)."""
+    import importlib.util
+
+    from ..weights import MissingGraphError, imagenet_graph_path
+    try:
+        graph = imagenet_graph_path()
+    except MissingGraphError as exc:
+        _log(cfg, f"  real ImageNet weights missing, agreement on rendered shapes: {exc}")
+        return _shapes_agreement(cfg)
+    if importlib.util.find_spec("skimage") is None:
+        _log(cfg, "  scikit-image missing (pip install scikit-image), agreement on rendered shapes")
+        return _shapes_agreement(cfg)
+    from ..weights import mobilenet_v1
+    from .export import export_onnx
+    from .photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, photo_views
+    from .quant import agreement, quantize_int8, quantize_int8_accurate
+    start = time.time()
+    model = mobilenet_v1(weights=graph, drop_background=True).eval()
+    calib = photo_views(CALIBRATION_PHOTOS)
+    images = photo_views(EVALUATION_PHOTOS)
+    fp32 = export_onnx(model, os.path.join(cfg.work_dir, "imagenet_fp32.onnx"))
+    current = quantize_int8(fp32, os.path.join(cfg.work_dir, "imagenet_int8_current.onnx"), calib)
+    accurate = quantize_int8_accurate(model, os.path.join(cfg.work_dir, "imagenet_int8.onnx"),
+                                      calib)
+    info = dict(source="imagenet", name="Google mobilenet_v1_1.0_224 (TF frozen graph)",
+                calibration_photos=list(CALIBRATION_PHOTOS), calibration_images=len(calib),
+                evaluation_photos=list(EVALUATION_PHOTOS), evaluation_images=len(images))
+    return dict(model=info,
+                result=agreement(fp32, accurate, images, threads=cfg.threads).as_dict(),
+                current=agreement(fp32, current, images, threads=cfg.threads).as_dict(),
+                seconds=round(time.time() - start, 1))
+
+
+def _shapes_agreement(cfg: BenchConfig) -> Dict[str, object]:
     from .data import normalize, render_shapes, shapes_classifier
     from .export import export_onnx
     from .quant import agreement, quantize_int8
@@ -604,6 +641,17 @@ def format_markdown(report: Dict[str, object]) -> str:
                          f"{e['mult_adds']:.2f} over the 16 models.")
     a = report["agreement"]
     r, info = a["result"], a["model"]
+    if info.get("source") == "imagenet":
+        c = a["current"]
+        lines += ["", f"Int8 agreement on real ImageNet weights ({info['name']}), "
+                  f"{info['evaluation_images']} crops and flips of {len(info['evaluation_photos'])}"
+                  f" real photos, calibrated on {info['calibration_images']} of "
+                  f"{len(info['calibration_photos'])} other photos: quantize_int8_accurate "
+                  f"{100 * r['top1_agreement']:.1f}% top-1 agreement, top-5 overlap "
+                  f"{100 * r['top5_overlap']:.1f}%, logit SQNR {r['sqnr_db']:.1f} dB; plain "
+                  f"quantize_int8 {100 * c['top1_agreement']:.1f}%, {100 * c['top5_overlap']:.1f}%,"
+                  f" {c['sqnr_db']:.1f} dB (tools/benchmark_int8.py compares more methods)."]
+        return "\n".join(lines)
     lines += ["", f"Int8 agreement: {100 * r['top1_agreement']:.1f}% top-1 agreement on "
               f"{r['images']} held-out rendered shape images; model: {info['alpha']} MobileNetV1-"
               f"{info['resolution']}, 5 classes, trained here on {info['num_train']} rendered "
