@@ -129,11 +129,12 @@ def quantize_int8_accurate(model, int8_path: str, calibration: Tensor, *,
     mult-adds; quantized, its uint8 logits alone cost ~5 dB SQNR) and, with ``keep_first``, the
     first conv in fp32.
 
-    ``reduce_range`` (default): 7-bit weights ([-64, 64]). The x86 int8 kernels of ONNX Runtime
-    and OpenVINO on this machine saturate u8 x s8 pair sums in int16 with full 8-bit weights:
-    on real weights the fused file then lands far from its own QDQ semantics (measured 4.9 dB
-    vs 21.4 dB logit SQNR); with 7-bit weights the kernels and the QDQ graph agree (18.5 dB on
-    both, and on OpenVINO). ``equalize``: cross-layer equalization of the activation channels
+    ``reduce_range`` (default): 7-bit weights ([-64, 64]). On x86 CPUs without VNNI (AVX2,
+    AVX-512BW: the machine measured here) the int8 kernels of ONNX Runtime and OpenVINO sum
+    u8 x s8 pairs in saturating int16 (``vpmaddubsw``; ONNX Runtime documents it): with full
+    8-bit weights the file then runs far from its own QDQ semantics on real weights (measured
+    4.9 dB vs 21.4 dB logit SQNR); with 7-bit weights kernels and QDQ graph agree (18.5 dB on
+    ONNX Runtime and OpenVINO alike). The file is then safe on any CPU. ``equalize``: cross-layer equalization of the activation channels
     first (:func:`~mnet_backbone.deploy.equalize.equalize_cross_layer`; off by default: it did
     not pay on Google's weights once the bias is corrected).
     """
