@@ -28,14 +28,13 @@ and flush-to-zero is on for denormals.
 from __future__ import annotations
 
 import json
-import math
 import os
 import platform
 import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
