@@ -82,11 +82,10 @@ def trained(shapes320, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mmdet_model(trained):
-    from mmengine.config import DictAction
     from mnet_backbone.mmdet_plugin.deploy import load_detector
+    from mnet_backbone.mmdet_plugin.tools import parse_cfg_options
     opts, ckpt = trained
-    options = {k: DictAction._parse_iterable(v) for k, v in (o.split("=", 1) for o in opts)}
-    model, cfg = load_detector(CONFIG, ckpt, options)
+    model, cfg = load_detector(CONFIG, ckpt, parse_cfg_options(opts))
     return model, cfg
 
 
@@ -244,11 +243,11 @@ def test_bad_input_fails_before_any_export(mmdet_model, tmp_path, monkeypatch):
 
 
 def test_checkpoint_of_another_alpha_is_refused(trained):
-    from mmengine.config import DictAction
     from mnet_backbone.mmdet_plugin.deploy import load_detector
+    from mnet_backbone.mmdet_plugin.tools import parse_cfg_options
     from mnet_backbone.state_dicts import CheckpointMismatchError
     opts, ckpt = trained
-    options = {k: DictAction._parse_iterable(v) for k, v in (o.split("=", 1) for o in opts)}
+    options = parse_cfg_options(opts)
     options["model.bbox_head.num_classes"] = 3
     with pytest.raises(CheckpointMismatchError, match=r"another number of classes"):
         load_detector(CONFIG, ckpt, options)

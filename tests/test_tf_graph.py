@@ -24,6 +24,7 @@ from mnet_backbone import MobileNetV1
 from mnet_backbone.weights import (CorruptWeightsError, IncompatibleWeightsError, load_weights,
                                    mobilenet_v1)
 from mnet_backbone.weights.cli import main as convert_main
+from test_weights import _randomize_bn_torch
 from mnet_backbone.weights.convert import _blocks, convert_file
 from mnet_backbone.weights.tf_graph import (IMAGENET_GRAPH, from_tf_graph, parse_graph_def,
                                             read_tf_graph)
@@ -152,17 +153,11 @@ def slim_graph(model, fused_bn=True, scope="", padding=b"SAME", eps=1e-3, head=T
 def _random_model(alpha, num_classes=1001, seed=0, eps=1e-3):
     """A core model with TF padding, random BN statistics (so BN is checked too)."""
     torch.manual_seed(seed)
-    model = MobileNetV1(alpha=alpha, num_classes=num_classes, tf_padding=True, bn_eps=eps)
-    g = torch.Generator().manual_seed(seed)
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    with torch.no_grad():
-        for m in norms:
-            m.weight.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.reset_running_stats()
-            m.momentum = None
-        model.train()(torch.rand(4, 3, 96, 96, generator=g) * 2 - 1)
-        if num_classes:
+    model = _randomize_bn_torch(
+        MobileNetV1(alpha=alpha, num_classes=num_classes, tf_padding=True, bn_eps=eps), seed)
+    if num_classes:
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
             model.fc.bias.copy_(torch.randn(num_classes, generator=g) * 0.1)
     return model.eval()
 

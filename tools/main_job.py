@@ -69,7 +69,7 @@ def model_options(config: str, alpha: float):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mnet_backbone.mmdet_plugin import report
-    from mnet_backbone.mmdet_plugin.tools import dataset_options, run_cli, test
+    from mnet_backbone.mmdet_plugin.tools import dataset_options, parse_cfg_options, run_cli, test
     from mnet_backbone.shapes import ShapesSpec, is_complete, make_shapes_dataset
 
     alpha_opts = []
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
 
     out = {}
     ann = osp.join(args.data, 'annotations', 'instances_val2017.json')
-    option_dict = _options_to_dict(opts)
+    option_dict = parse_cfg_options(opts)
     drawn = report.draw_predictions(args.config, checkpoint, ann, osp.join(args.data, 'val2017'),
                                     osp.join(args.work_dir, 'predictions'), args.num_drawn,
                                     score_thr=args.score_thr, cfg_options=option_dict)
@@ -175,11 +175,6 @@ def deploy(args, checkpoint, opts):
         print('[main job] deployment failed (see the log above)', file=sys.stderr)
         return None
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _options_to_dict(opts):
-    from mmengine.config import DictAction
-    return {k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in opts)}
 
 
 if __name__ == '__main__':

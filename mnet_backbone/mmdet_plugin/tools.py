@@ -74,6 +74,11 @@ def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
                         f'demo set: {demo}')
 
 
+def parse_cfg_options(opts: Sequence[str]) -> dict:
+    """``["key=value", ...]`` as ``--cfg-options`` reads them (values parsed the same way)."""
+    return {k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in opts)}
+
+
 def dataset_options(data_root: str, classes: Optional[Sequence[str]] = None) -> List[str]:
     """``--cfg-options`` that point a config's train/val/test data and evaluators at a COCO-layout
     folder (``annotations/instances_{train,val}2017.json``, ``{train,val}2017/``)."""
