@@ -6,15 +6,12 @@ torchvision, side by side in one run with the same threads.
     python tools/benchmark.py --quick              # fewer repetitions, no grid, no compile
 
 Writes benchmark.md (tables, targets), benchmark.json and benchmark.png (latency per path; latency
-vs mult-adds of the 16 alpha x resolution models). See mnet_backbone.deploy.bench for the method.
+vs mult-adds of the 16 alpha x resolution models). See tools/classifier_bench.py for the method.
 """
 import argparse
-import os
 import sys
 
-
-from mnet_backbone.deploy.bench import (BenchConfig, format_markdown, run_benchmark,
-                                        write_outputs)
+from classifier_bench import BenchConfig, format_markdown, run_benchmark, write_outputs
 
 
 def parse_args(argv=None):

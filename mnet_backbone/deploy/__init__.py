@@ -12,8 +12,8 @@
   from image to boxes, NMS included; :mod:`.detector_runtime`: :class:`DeployedDetector` runs
   it and returns mmdet- or torchvision-style results; :mod:`.detector_pipeline`: export, int8,
   backend choice and checks behind ``tools/deploy.py``.
-* :mod:`.backends`: ONNX Runtime and OpenVINO at fp32 / bf16 / int8, ``backend="auto"``.
-* :mod:`.bench`: the CPU benchmark behind ``tools/benchmark.py``.
+* :mod:`.backends`: ONNX Runtime and OpenVINO at fp32 / bf16 / int8, ``backend="auto"``;
+  :mod:`.timing`: the interleaved timing primitive the benchmarks under ``tools/`` use.
 
 Importing this package needs torch only; onnx / onnxruntime / onnxscript / openvino are imported
 by the functions that use them (``pip install mnet-backbone[deploy]``).

@@ -1,4 +1,5 @@
-"""CPU inference benchmark: this package's inference paths against timm and torchvision.
+"""The classifier CPU benchmark behind ``tools/benchmark.py``: this package's inference paths
+against ONNX Runtime, OpenVINO, LiteRT, timm and torchvision (a tool module, not library code).
 
 One run, one process, the same thread count everywhere (``torch.set_num_threads`` and ONNX Runtime's
 ``intra_op_num_threads``). Timings are *interleaved*: every round times each path in turn, so a
@@ -40,15 +41,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..cost import count, measure
-from ..model import PAPER_RESOLUTIONS, MobileNetV1
-from .data import calibrate_bn
-from .fold import DEFAULT_CHUNKS, deploy
-from .runtime import OrtModel
-from .timing import time_interleaved
-
-__all__ = ["BenchConfig", "PathResult", "run_benchmark", "gemm_peak", "calibrate_bn",
-           "format_markdown", "plot", "time_interleaved"]
+from mnet_backbone.cost import count, measure
+from mnet_backbone.deploy.data import calibrate_bn
+from mnet_backbone.deploy.fold import DEFAULT_CHUNKS, deploy
+from mnet_backbone.deploy.runtime import OrtModel
+from mnet_backbone.deploy.timing import time_interleaved
+from mnet_backbone.model import PAPER_RESOLUTIONS, MobileNetV1
 
 GRID_ALPHAS = (1.0, 0.75, 0.5, 0.25)
 DEPLOY = "mnet deploy (folded, fused oneDNN, channels-last, chunks)"
@@ -145,7 +143,7 @@ def gemm_peak(threads: int, n: int = 2048, repeats: int = 5) -> Dict[str, float]
         import onnx
         from onnx import TensorProto, helper
 
-        from .export import ort_session
+        from mnet_backbone.deploy.export import ort_session
         graph = helper.make_graph(
             [helper.make_node("MatMul", ["A", "B"], ["C"])], "gemm",
             [helper.make_tensor_value_info("A", TensorProto.FLOAT, [n, n]),
@@ -208,7 +206,7 @@ def _machine(threads: int) -> Dict[str, object]:
 
 
 def _render(count_: int, size: int, seed: int) -> Tensor:
-    from .data import normalize, render_shapes
+    from mnet_backbone.deploy.data import normalize, render_shapes
     return normalize(render_shapes(count_, size, seed)[0])
 
 
@@ -231,8 +229,8 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, object]:
     report["gemm_gflops"] = peaks
     peak = _peak(report)
 
-    from .export import export_onnx, ort_session
-    from .quant import quantize_int8
+    from mnet_backbone.deploy.export import export_onnx, ort_session
+    from mnet_backbone.deploy.quant import quantize_int8
 
     paths: List[PathResult] = []
     runners: Dict[str, Callable[[Tensor], object]] = {}
@@ -271,7 +269,7 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, object]:
     quantize_int8(fp32_path, int8_path, _render(64, res, seed=4))
     add("mnet ONNX Runtime int8", "ours", "int8", ma, OrtModel(int8_path, cfg.threads), None,
         note="static, per-channel, same streams; agreement: see below")
-    from .backends import available_backends, bf16_support, load
+    from mnet_backbone.deploy.backends import available_backends, bf16_support, load
     if "openvino" in available_backends():
         _log(cfg, "OpenVINO on the same files ...")
         ov_runs = [("fp32", fp32_path, "the fp32 file, INFERENCE_PRECISION_HINT=f32")]
@@ -377,7 +375,7 @@ def _export_plain(model: nn.Module, path: str, res: int) -> str:
 
 def _batching(cfg: BenchConfig, core: MobileNetV1, fp32_path: str, xb: Tensor) -> List[dict]:
     """Batch time of the whole batch vs chunk plans, one stream vs parallel streams."""
-    from .fold import DeployedMobileNetV1, fold_bn
+    from mnet_backbone.deploy.fold import DeployedMobileNetV1, fold_bn
     folded = fold_bn(core)
     runners: Dict[str, Callable] = {}
     for streams in (1, cfg.threads):
@@ -403,7 +401,7 @@ def _batching(cfg: BenchConfig, core: MobileNetV1, fp32_path: str, xb: Tensor) -
 
 def _grid(cfg: BenchConfig, bn_images: Tensor) -> List[dict]:
     """Batch-1 latency of the 16 paper models (ONNX Runtime fp32 and deploy eager)."""
-    from .export import export_onnx
+    from mnet_backbone.deploy.export import export_onnx
     runners_ort: Dict[str, Callable] = {}
     runners_dep: Dict[str, Callable] = {}
     rows = []
@@ -459,7 +457,7 @@ def _agreement(cfg: BenchConfig) -> Dict[str, object]:
     the graph or scikit-image, the rendered-shapes classifier as before (``source: shapes``)."""
     import importlib.util
 
-    from ..weights import MissingGraphError, imagenet_graph_path
+    from mnet_backbone.weights import MissingGraphError, imagenet_graph_path
     try:
         graph = imagenet_graph_path()
     except MissingGraphError as exc:
@@ -468,10 +466,10 @@ def _agreement(cfg: BenchConfig) -> Dict[str, object]:
     if importlib.util.find_spec("skimage") is None:
         _log(cfg, "  scikit-image missing (pip install scikit-image), agreement on rendered shapes")
         return _shapes_agreement(cfg)
-    from ..weights import mobilenet_v1
-    from .export import export_onnx
-    from .photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, photo_views
-    from .quant import agreement, quantize_int8, quantize_int8_accurate
+    from mnet_backbone.weights import mobilenet_v1
+    from mnet_backbone.deploy.export import export_onnx
+    from mnet_backbone.deploy.photos import CALIBRATION_PHOTOS, EVALUATION_PHOTOS, photo_views
+    from mnet_backbone.deploy.quant import agreement, quantize_int8, quantize_int8_accurate
     start = time.time()
     model = mobilenet_v1(weights=graph, drop_background=True).eval()
     calib = photo_views(CALIBRATION_PHOTOS)
@@ -490,9 +488,9 @@ def _agreement(cfg: BenchConfig) -> Dict[str, object]:
 
 
 def _shapes_agreement(cfg: BenchConfig) -> Dict[str, object]:
-    from .data import normalize, render_shapes, shapes_classifier
-    from .export import export_onnx
-    from .quant import agreement, quantize_int8
+    from mnet_backbone.deploy.data import normalize, render_shapes, shapes_classifier
+    from mnet_backbone.deploy.export import export_onnx
+    from mnet_backbone.deploy.quant import agreement, quantize_int8
     spec = dict(cfg.agreement_model)
     start = time.time()
     model, info = shapes_classifier(cache_dir=os.path.join(cfg.work_dir, "cache"),
