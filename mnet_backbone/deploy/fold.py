@@ -13,9 +13,9 @@ stay those of the core, and the original model is not touched.
   stages);
 * a batching strategy for large batches: the batch runs in cache-sized chunks (optionally split
   between parallel single-threaded streams, :mod:`.streams`; off by default for PyTorch, where
-  it measured no faster than one stream with all threads): the stages are split into groups and each group runs its input in chunks
-  of a few images, depth first (a chunk goes through all the stages of its group before the next
-  chunk starts), so the large early feature maps of one chunk stay in the core's cache instead of
+  it measured no faster than one stream with all threads): the stages are split into groups and
+  each group runs its input in chunks of a few images, depth first (a chunk goes through all
+  the stages of its group before the next chunk starts), so the large early feature maps of one chunk stay in the core's cache instead of
   a whole batch of them streaming through memory once per layer; late stages (small maps, large
   weights) may run on bigger chunks, which reuses their weights;
 * optionally ``torch.compile`` (Inductor with weight freezing: constant-folded, pre-packed oneDNN
@@ -272,22 +272,21 @@ class DeployedMobileNetV1(nn.Module):
                                "original MobileNetV1 and deploy it again")
         return super().train(False)
 
-    def _run(self, x: Tensor, features: bool) -> Tuple[List[Tensor], Tensor]:
+    def _run(self, x: Tensor) -> Tuple[List[Tensor], Tensor]:
         x = check_input(x, self.in_channels)
         if self._pool is not None and x.shape[0] >= self.streams:
             def work(part: slice) -> Tuple[List[Tensor], Tensor]:
                 with torch.inference_mode():
-                    return self._run_stream(x[part], features)
+                    return self._run_stream(x[part])
             results = self._pool.map(work, split_even(x.shape[0], self.streams))
             outs = [torch.cat(o) for o in zip(*(r[0] for r in results))]
             return outs, torch.cat([r[1] for r in results])
-        return self._run_stream(x, features)
+        return self._run_stream(x)
 
-    def _run_stream(self, x: Tensor, features: bool) -> Tuple[List[Tensor], Tensor]:
+    def _run_stream(self, x: Tensor) -> Tuple[List[Tensor], Tensor]:
         x = x.contiguous(memory_format=self.memory_format)
         outs: List[Tensor] = []
-        for g, (group, runner, chunk) in enumerate(zip(self.groups, self._runners,
-                                                       self.group_chunks)):
+        for group, runner, chunk in zip(self.groups, self._runners, self.group_chunks):
             if chunk and x.shape[0] > chunk:
                 parts = [runner(part) for part in x.split(chunk)]
                 results = [torch.cat(r) for r in zip(*parts)]
@@ -300,11 +299,11 @@ class DeployedMobileNetV1(nn.Module):
 
     @torch.inference_mode()
     def forward_features(self, x: Tensor) -> List[Tensor]:
-        return self._run(x, True)[0]
+        return self._run(x)[0]
 
     @torch.inference_mode()
     def forward(self, x: Tensor) -> Tensor:
-        return self._head(self._run(x, False)[1])
+        return self._head(self._run(x)[1])
 
     def __getstate__(self):  # thread pools and compiled callables do not pickle / deepcopy
         raise TypeError("a DeployedMobileNetV1 cannot be copied or pickled; deploy() the "
