@@ -15,9 +15,10 @@ stay those of the core, and the original model is not touched.
   between parallel single-threaded streams, :mod:`.streams`; off by default for PyTorch, where
   it measured no faster than one stream with all threads): the stages are split into groups and
   each group runs its input in chunks of a few images, depth first (a chunk goes through all
-  the stages of its group before the next chunk starts), so the large early feature maps of one chunk stay in the core's cache instead of
-  a whole batch of them streaming through memory once per layer; late stages (small maps, large
-  weights) may run on bigger chunks, which reuses their weights;
+  the stages of its group before the next chunk starts), so the large early feature maps of
+  one chunk stay in the core's cache instead of a whole batch of them streaming through memory
+  once per layer; late stages (small maps, large weights) may run on bigger chunks, which
+  reuses their weights;
 * optionally ``torch.compile`` (Inductor with weight freezing: constant-folded, pre-packed oneDNN
   convolutions with the activation fused), one compiled graph per group.
 
