@@ -108,7 +108,7 @@ def candidates_per_image(model, image):
 def run(args):
     from mnet_backbone.deploy import backends
     from mnet_backbone.deploy.detector_export import export_detector
-    from mnet_backbone.deploy.quant import quantize_int8
+    from mnet_backbone.deploy.quant import DETECTOR_OP_TYPES, quantize_int8
     from mnet_backbone.deploy.timing import time_interleaved
 
     torch.set_num_threads(args.threads)
@@ -130,7 +130,7 @@ def run(args):
         export_detector(model, fp32)
         export_s = time.perf_counter() - start
         int8 = osp.join(tmp, f"{len(rows)}_int8.onnx")
-        quantize_int8(fp32, int8, images[:args.calib], op_types=("Conv",))
+        quantize_int8(fp32, int8, images[:args.calib], op_types=DETECTOR_OP_TYPES)
 
         def eager_run(x, eager=eager):
             with torch.inference_mode():

@@ -179,10 +179,10 @@ def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
     if val is not None and val.images:
         probe = np.stack([_resize(val.load(p), (h, w)) for _, p in val.images[:2]])
     if precision == "int8":
-        from .quant import quantize_int8
+        from .quant import DETECTOR_OP_TYPES, quantize_int8
         images, bad = load_calibration(calib[0], spec.input_size)
         int8_path = os.path.join(out_dir, FILES["int8"])
-        quantize_int8(fp32_path, int8_path, images, op_types=("Conv",))
+        quantize_int8(fp32_path, int8_path, images, op_types=DETECTOR_OP_TYPES)
         files["int8"] = FILES["int8"]
         summary["calibration"] = (f"{len(images)} images from {calib_dir}"
                                   f" ({calib[1]} non-image files, {bad} undecodable skipped)")

@@ -27,9 +27,15 @@ from torch import Tensor
 from .export import ort_session
 
 __all__ = ["quantize_int8", "quantize_int8_accurate", "agreement", "Agreement", "logit_metrics",
-           "CALIBRATION_METHODS"]
+           "CALIBRATION_METHODS", "DETECTOR_OP_TYPES"]
 
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+# What a detector quantizes: the convolutions and their activations. Box decoding, scores and NMS
+# stay fp32. The activations must be listed: ONNX Runtime then gives each conv the range of its
+# activation's output and drops the activation, so consecutive convs chain in int8; with Conv
+# alone every conv output is dequantized and requantized to a second range before the next
+# conv (measured: 1.1x instead of 1.6x faster than fp32 on SSDLite320-MobileNetV1, no VNNI).
+DETECTOR_OP_TYPES = ("Conv", "Clip", "Relu")
 
 
 class _Reader:
@@ -64,7 +70,7 @@ def quantize_int8(fp32_path: str, int8_path: str, calibration: Union[Tensor, np.
     ``method``: how activation ranges are chosen from them (``minmax``, ``percentile``,
     ``entropy``). ``qdq=False`` writes QLinearConv operators instead of Q/DQ pairs.
     ``op_types``: the operator types to quantize (default: every type ONNX Runtime can; the
-    detectors pass ``("Conv",)`` so that box decoding, scores and NMS stay in fp32).
+    detectors pass :data:`DETECTOR_OP_TYPES` so that box decoding, scores and NMS stay fp32).
     ``keep_fp32``: ``"first"`` leaves the nodes that read the graph input in fp32, ``"last"``
     the nodes that write a graph output (the classifier's Gemm); ``nodes_to_exclude``: more
     node names to leave in fp32.
