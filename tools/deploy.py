@@ -1,4 +1,4 @@
-"""Deploy a trained SSD / SSDLite detector end to end (image -> boxes, scores, labels, NMS in
+r"""Deploy a trained SSD / SSDLite detector end to end (image -> boxes, scores, labels, NMS in
 the graph) on the fastest CPU runtime, and check it against PyTorch.
 
     python tools/deploy.py configs/ssdlite320_mnet_shapes.py work_dirs/main_job/epoch_30.pth \
