@@ -8,6 +8,9 @@ for line in (ROOT / "mnet_backbone" / "__init__.py").read_text().splitlines():
     if line.startswith("__version__"):
         exec(line, version)
 
+MMDET = ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools",
+         "setuptools>=77,<82", "psutil", "seaborn"]  # psutil, seaborn: mmdet's analysis tools
+
 setup(
     name="mnet-backbone",
     version=version["__version__"],
@@ -20,8 +23,12 @@ setup(
     install_requires=["torch>=2.0", "numpy", "Pillow"],
     extras_require={
         # mmcv 2.1.0 must be built with compiled ops (tools/install.sh does it).
-        "mmdet": ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools",
-                  "setuptools>=77,<82", "psutil", "seaborn"],  # for mmdet's analysis tools
+        "mmdet": MMDET,
+        # Classification with mmpretrain (its ImageClassifier, data sets, metrics, tools); the
+        # face shares the mmdet face's weights loader, so it brings the mmdet extra's packages.
+        # mmpretrain 1.2.0 imports on this stack once its undeclared imports are present.
+        "cls": MMDET + ["mmpretrain==1.2.0", "importlib_metadata", "einops", "modelindex",
+                        "mat4py"],
         "torchvision": ["torchvision>=0.15"],
         # Reading Google's Keras HDF5 and timm's safetensors ImageNet weights.
         "weights": ["h5py", "safetensors"],

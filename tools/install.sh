@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up of mnet-backbone on a fresh machine:
-#   torch/torchvision -> mmcv 2.1.0 with compiled ops -> mmdet 3.3.0 -> this package (editable).
+#   torch/torchvision -> mmcv 2.1.0 with compiled ops -> mmdet 3.3.0, mmpretrain 1.2.0 -> this
+#   package (editable).
 #
 # Usage: bash tools/install.sh            # venv in ./.venv (override with MNET_VENV=path)
 #        MNET_WHEEL_CACHE=dir             # where a built mmcv wheel is kept and looked for
@@ -55,8 +56,8 @@ else
     fi
 fi
 
-log "mnet-backbone (editable) with its mmdet, torchvision, weights, deploy and dev extras"
-"${PIP[@]}" -q -e "$ROOT[mmdet,torchvision,weights,deploy,dev]"
+log "mnet-backbone (editable) with its mmdet, cls (mmpretrain), torchvision, weights, deploy and dev extras"
+"${PIP[@]}" -q -e "$ROOT[mmdet,cls,torchvision,weights,deploy,dev]"
 
 # --- real ImageNet weights for the tests (mnet_backbone.weights.tf_graph), fetched once ----------
 # Google's MobileNetV1 1.0/224 as a TF frozen graph, shipped in the PyPI sdist nudity==0.2.3 (MIT):
@@ -66,5 +67,5 @@ log "real MobileNetV1 ImageNet graph (PyPI nudity==0.2.3) into the local cache (
 "$PY" -m mnet_backbone.weights --fetch-imagenet-graph
 # --- end of real ImageNet weights ----------------------------------------------------------------
 
-"$PY" -c "import torch, mmcv, mmdet, mnet_backbone; print('torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__)"
+"$PY" -c "import torch, mmcv, mmdet, mmpretrain, mnet_backbone.mmpretrain_plugin; print('torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__, '| mmpretrain', mmpretrain.__version__)"
 log "done: activate with 'source $VENV/bin/activate'"
