@@ -5,14 +5,14 @@ input_size = 160
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=input_size, crop_ratio_range=(0.25, 1.0)),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackClsInputs'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=183),
+    dict(type='ResizeEdge', scale=183, edge='short'),
     dict(type='CenterCrop', crop_size=input_size),
-    dict(type='PackClsInputs'),
+    dict(type='PackInputs'),
 ]
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))

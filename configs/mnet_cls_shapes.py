@@ -12,21 +12,26 @@ model = dict(backbone=dict(alpha=0.5), head=dict(num_classes=5))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=input_size, crop_ratio_range=(0.5, 1.0)),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackClsInputs'),
+    dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+    dict(type='PackInputs'),
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='ResizeEdge', scale=input_size),
+    dict(type='ResizeEdge', scale=input_size, edge='short'),
     dict(type='CenterCrop', crop_size=input_size),
-    dict(type='PackClsInputs'),
+    dict(type='PackInputs'),
 ]
+# Your own class folders: ImageFolderDataset, mmpretrain's CustomDataset with checked folders
+# (hidden folders skipped, empty classes an error, classes picked by name; see
+# mnet_backbone.mmpretrain_plugin.data). type='CustomDataset' reads the same layout unchecked.
 train_dataloader = dict(
     batch_size=32, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=train_pipeline))
+    dataset=dict(_delete_=True, type='ImageFolderDataset', data_root=data_root,
+                 data_prefix='train', pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=100, num_workers=0, persistent_workers=False,
-    dataset=dict(data_root=data_root, pipeline=test_pipeline))
+    dataset=dict(_delete_=True, type='ImageFolderDataset', data_root=data_root,
+                 data_prefix='val', test_mode=True, pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(topk=(1, 2))
 test_evaluator = val_evaluator
@@ -38,5 +43,6 @@ train_cfg = dict(max_epochs=max_epochs, val_interval=4)
 # with eps 1.0, 58 % at lr 0.045 and 81 % at lr 0.15). 20 epochs: 91.0 / 90.4 % (seeds 0 / 1).
 optim_wrapper = dict(optimizer=dict(lr=0.01, eps=1e-3))
 param_scheduler = [dict(type='CosineAnnealingLR', by_epoch=True, T_max=max_epochs, eta_min=0)]
-default_hooks = dict(logger=dict(interval=25), checkpoint=dict(interval=5))
+default_hooks = dict(logger=dict(interval=25), checkpoint=dict(interval=5),
+                     visualization=dict(resize=192))  # --show-dir: room for the class names
 randomness = dict(seed=0)

@@ -24,4 +24,5 @@ def _load_face(package: str, face: str) -> None:
 
 
 _load_face("mmdet", "mmdet_plugin")
+_load_face("mmpretrain", "mmpretrain_plugin")  # after mmdet: it shares the mmdet face's loader
 _load_face("torchvision", "tv_models")

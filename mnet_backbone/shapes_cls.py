@@ -2,11 +2,14 @@
 
 The five classes of the shapes detection set (:mod:`mnet_backbone.shapes`, whose background and
 drawing helpers this reuses), written in the plain class-folder layout that
-:class:`~mnet_backbone.mmdet_plugin.cls.ImageFolderDataset` (and torchvision's ``ImageFolder``)
-read::
+mmpretrain's ``CustomDataset``, :class:`~mnet_backbone.mmpretrain_plugin.ImageFolderDataset` and
+torchvision's ``ImageFolder`` read::
 
-    root/train/<class>/000000.jpg ...
-    root/val/<class>/000000.jpg ...
+    root/train/<class>/<class>_000000.jpg ...
+    root/val/<class>/<class>_000000.jpg ...
+
+File names are unique across classes, as ImageNet's are (mmpretrain's visualisation hook names
+its pictures after them).
 
 Each image holds one shape of random size (35-80 % of the image side), aspect ratio, rotation,
 colour and position, on the detection set's textured background with thin clutter strokes; a
@@ -79,7 +82,7 @@ def make_shapes_cls_dataset(root: str, spec: ShapesClsSpec = ShapesClsSpec()) ->
             os.makedirs(folder, exist_ok=True)
             for i in range(per_class):
                 render_shape_image(rng, cls_idx, spec).save(
-                    os.path.join(folder, f"{i:06d}.jpg"), quality=92)
+                    os.path.join(folder, f"{cls}_{i:06d}.jpg"), quality=92)
     return folders
 
 

@@ -1,39 +1,51 @@
-"""Classification on mmengine without mmpretrain: classifier, folder data set, accuracy, the
-paper's recipe (RMSprop as TF, no depthwise decay), fine-tuning, resume and bad input."""
+"""Classification with mmpretrain and this package's face: MobileNetV1 in mmpretrain's registry,
+the paper's recipe (RMSprop as TF, no depthwise decay), fine-tuning, resume, the checked folder
+data set, mmpretrain's own tools and bad input."""
 import os
+import subprocess
+import sys
 import uuid
 
 import numpy as np
 import pytest
 import torch
-
 from conftest import ROOT, has
 
-pytestmark = pytest.mark.skipif(not has('mmdet'), reason='mmdet extra not installed '
-                                '(bash tools/install.sh installs it)')
+pytestmark = pytest.mark.skipif(not (has('mmpretrain') and has('mmdet')),
+                                reason="cls extra not installed (pip install -e '.[cls]' or "
+                                "bash tools/install.sh)")
 
-if has('mmdet'):
-    import mnet_backbone  # noqa: F401
-    from mmdet.registry import DATASETS, MODELS, TRANSFORMS
-    from mmdet.utils import register_all_modules
+if has('mmpretrain') and has('mmdet'):
+    import mmpretrain
     from mmengine.config import Config
-    from mmengine.evaluator import Evaluator
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import DefaultScope
     from mmengine.runner import Runner
+    from mmpretrain.registry import DATASETS, MODELS
 
+    import mnet_backbone  # noqa: F401
+    from mnet_backbone import mmpretrain_plugin
     from mnet_backbone.mmdet_plugin.checkpoint import load_runner_checkpoint
-    from mnet_backbone.mmdet_plugin.cls import (Accuracy, ClassificationDataError, ClsDataSample,
-                                                ImageFolderDataset, RMSpropTF,
-                                                UnreadableImageError)
-    from mnet_backbone.mmdet_plugin.tools import (DatasetNotFoundError, check_dataset_paths,
-                                                  test as run_test, train as run_train,
-                                                  train_config)
+    from mnet_backbone.mmdet_plugin.tools import (
+        DatasetNotFoundError,
+        UsageError,
+        check_dataset_paths,
+        run_cli,
+        train_config,
+    )
+    from mnet_backbone.mmdet_plugin.tools import test as run_test
+    from mnet_backbone.mmdet_plugin.tools import train as run_train
+    from mnet_backbone.mmpretrain_plugin import (
+        ClassificationDataError,
+        RMSpropTF,
+        UnreadableImageError,
+    )
     from mnet_backbone.model import MobileNetV1
     from mnet_backbone.shapes_cls import CLASSES, ShapesClsSpec, make_shapes_cls_dataset
-
-    register_all_modules()  # default scope 'mmdet' for registry builds outside a Runner
     from mnet_backbone.weights import IncompatibleWeightsError
+
+    MMPRETRAIN_TOOLS = os.path.join(os.path.dirname(mmpretrain.__file__), '.mim', 'tools')
 
 CLS_CONFIGS = sorted(f for f in os.listdir(os.path.join(ROOT, 'configs'))
                      if f.startswith('mnet_cls') and f.endswith('.py'))
@@ -63,10 +75,20 @@ def folder_root(tmp_path_factory):
     return str(root)
 
 
+@pytest.fixture(autouse=True)
+def mmpretrain_scope():
+    """Registry builds outside a Runner resolve in mmpretrain's scope, as the configs' Runner
+    does (restored afterwards: other test files use mmdet's)."""
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        yield
+
+
 def tiny_options(data_root, epochs=2, batch_size=8, alpha=0.25):
-    opts = [f'experiment_name=test_{uuid.uuid4().hex[:8]}', f'train_cfg.max_epochs={epochs}',
-            'train_cfg.val_interval=1', 'default_hooks.logger.interval=1',
-            'log_processor.window_size=1']
+    # visualizer.name: one per Runner (the name is global in a process, see cls_runtime.py)
+    run = uuid.uuid4().hex[:8]
+    opts = [f'experiment_name=test_{run}', f'visualizer.name=vis_{run}',
+            f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1',
+            'default_hooks.logger.interval=1', 'log_processor.window_size=1']
     for split in ('train', 'val', 'test'):
         loader = f'{split}_dataloader'
         opts += [f'{loader}.dataset.data_root={data_root}/', f'{loader}.batch_size={batch_size}',
@@ -75,36 +97,48 @@ def tiny_options(data_root, epochs=2, batch_size=8, alpha=0.25):
 
 
 def build_classifier(num_classes=5, alpha=0.25, **backbone):
+    # head.in_channels is left out: it follows the backbone (mmpretrain_plugin.widths)
     return MODELS.build(dict(type='ImageClassifier',
-                             backbone=dict(type='MobileNetV1', alpha=alpha, out_indices=(4,),
-                                           **backbone),
+                             backbone=dict(type='MobileNetV1', alpha=alpha, **backbone),
+                             neck=dict(type='GlobalAveragePooling'),
                              head=dict(type='LinearClsHead', num_classes=num_classes)))
 
 
-# --- the Runner, tools/train.py and tools/test.py --------------------------------------------
+# --- the Runner, tools/train.py and tools/test.py, mmpretrain's tools ---------------------------
 
-def test_train_val_test_resume_through_runner(folder_root, tmp_path):
-    work = tmp_path / 'work'
+@pytest.fixture(scope='module')
+def trained(folder_root, tmp_path_factory):
+    """2 epochs of the shapes config with this package's tools/train.py (the library call)."""
+    work = tmp_path_factory.mktemp('cls_work')
     opts = tiny_options(folder_root, epochs=2)
-    # 20 train images, batch 8 (last batch of 4): 3 iterations per epoch
     runner = run_train([SHAPES, '--work-dir', str(work), '--cfg-options', *opts])
+    return dict(runner=runner, work=work, opts=opts, checkpoint=work / 'epoch_2.pth')
+
+
+def test_train_val_test_resume_through_runner(trained, tmp_path):
+    runner, work, opts = trained['runner'], trained['work'], trained['opts']
+    # 20 train images, batch 8 (last batch of 4): 3 iterations per epoch
     assert runner.iter == 6 and runner.epoch == 2
     assert isinstance(runner.optim_wrapper.optimizer, RMSpropTF)
+    assert type(runner.model).__module__.startswith('mmpretrain.')  # mmpretrain's classifier
     loss = runner.message_hub.get_scalar('train/loss').current()
     assert np.isfinite(loss)
     top1 = runner.message_hub.get_scalar('val/accuracy/top1').current()
     assert 0.0 <= top1 <= 100.0
-    saved = load_runner_checkpoint(str(work / 'epoch_2.pth'))
+    saved = load_runner_checkpoint(str(trained['checkpoint']))
     assert saved['meta']['backbone_settings'] == dict(tf_padding=False, bn_eps=1e-3)
 
-    # tools/test.py: metrics, --out, --show-dir
-    metrics = run_test([SHAPES, str(work / 'epoch_2.pth'), '--work-dir', str(work),
-                        '--out', str(tmp_path / 'preds.pkl'), '--show-dir', 'vis',
+    # tools/test.py: metrics, --out (mmengine's DumpResults, as mmpretrain's test.py), --show-dir
+    metrics = run_test([SHAPES, str(trained['checkpoint']), '--work-dir', str(work),
+                        '--out', str(tmp_path / 'preds.pkl'), '--show-dir', str(tmp_path / 'vis'),
                         '--cfg-options', *opts])
     assert set(metrics) == {'accuracy/top1', 'accuracy/top2'}
     assert 0.0 <= metrics['accuracy/top1'] <= metrics['accuracy/top2'] <= 100.0
-    assert (tmp_path / 'preds.pkl').stat().st_size > 0
-    assert len(list(work.glob('*/vis/*.png'))) == 10
+    import pickle
+    with open(tmp_path / 'preds.pkl', 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 10 and preds[0]['pred_score'].shape == (5,)
+    assert len(list((tmp_path / 'vis').glob('*.png'))) == 10  # one per val image
 
     # --resume from epoch 2 to 3: step, optimizer state and schedule continue
     opts3 = opts + ['train_cfg.max_epochs=3']
@@ -125,15 +159,54 @@ def test_train_val_test_resume_through_runner(folder_root, tmp_path):
     assert load_runner_checkpoint(str(work / 'epoch_3.pth'))['meta']['iter'] == 9
 
 
+# mmpretrain's tools/train.py and tools/test.py, unmodified from the wheel (what ``mim`` runs),
+# one after the other in one Python process (one mmpretrain import instead of two).
+TOOLS_DRIVER = r"""
+import json, runpy, sys
+for argv in json.loads(sys.argv[1]):
+    sys.argv = argv
+    runpy.run_path(argv[0], run_name='__main__')
+"""
+
+
+def test_mmpretrain_tools_train_and_test_the_configs(trained, folder_root, tmp_path):
+    import json
+    opts = tiny_options(folder_root, epochs=1)
+    calls = [[os.path.join(MMPRETRAIN_TOOLS, 'train.py'), SHAPES, '--work-dir',
+              str(tmp_path / 'mmp'), '--cfg-options', *opts],
+             # its test.py on the checkpoint this package's tools/train.py wrote
+             [os.path.join(MMPRETRAIN_TOOLS, 'test.py'), SHAPES, str(trained['checkpoint']),
+              '--work-dir', str(tmp_path / 'mmp'), '--out', str(tmp_path / 'mmp.pkl'),
+              '--cfg-options', *opts]]
+    env = dict(os.environ, OMP_NUM_THREADS='1', MPLBACKEND='Agg')
+    proc = subprocess.run([sys.executable, '-c', TOOLS_DRIVER, json.dumps(calls)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert (tmp_path / 'mmp' / 'epoch_1.pth').is_file()
+    # the same checkpoint and data give the same accuracy as this package's tools/test.py
+    ours = run_test([SHAPES, str(trained['checkpoint']), '--work-dir', str(tmp_path),
+                     '--cfg-options', *opts])
+    import re
+    theirs = re.findall(r'Epoch\(test\).*accuracy/top1: ([\d.]+)', proc.stdout + proc.stderr)
+    assert theirs and float(theirs[-1]) == pytest.approx(ours['accuracy/top1']), proc.stderr[-3000:]
+    assert (tmp_path / 'mmp.pkl').stat().st_size > 0
+
+
 @pytest.mark.parametrize('config', CLS_CONFIGS)
 def test_every_cls_config_builds_and_evaluates(config, folder_root, tmp_path):
-    cfg = train_config([config_path(config), '--work-dir', str(tmp_path), '--cfg-options',
-                        *tiny_options(folder_root, alpha=None), 'model.head.num_classes=5',
-                        'val_dataloader.batch_size=10'])
     base = Config.fromfile(config_path(config))
+    opts = [*tiny_options(folder_root, alpha=None), 'model.head.num_classes=5',
+            'val_dataloader.batch_size=10']
+    if base.val_dataloader.dataset.type == 'ImageNet':  # its 1000 categories -> the 5 folders
+        opts += [f'{split}_dataloader.dataset.metainfo.classes=({",".join(CLASSES)})'
+                 for split in ('train', 'val', 'test')]
+    cfg = train_config([config_path(config), '--work-dir', str(tmp_path), '--cfg-options', *opts])
+    assert cfg.default_scope == 'mmpretrain'
     runner = Runner.from_cfg(cfg)
     model = runner.model
     assert model.backbone.alpha == base.model.backbone.alpha
+    # written at alpha 1 (1024); the head follows the backbone's width
+    assert base.model.head.in_channels == 1024
     assert model.head.fc.in_features == int(1024 * base.model.backbone.alpha)
     metrics = runner.val()
     assert 0.0 <= metrics['accuracy/top1'] <= 100.0
@@ -143,6 +216,7 @@ def test_every_cls_config_builds_and_evaluates(config, folder_root, tmp_path):
     if config.startswith('mnet_cls_imagenet'):
         assert sizes['ResizeEdge']['scale'] == round(crop / 0.875)
         train_crop = base.train_dataloader.dataset.pipeline[1]
+        assert train_crop['type'] == 'RandomResizedCrop'
         assert train_crop['scale'] == crop and train_crop['crop_ratio_range'] == (0.25, 1.0)
 
 
@@ -152,33 +226,6 @@ def test_missing_folder_error_names_the_cls_layout(tmp_path):
     with pytest.raises(DatasetNotFoundError, match='nowhere') as err:
         check_dataset_paths(cfg)
     assert 'class folders' in str(err.value) and 'make_shapes_cls_dataset' in str(err.value)
-
-
-# --- accuracy ---------------------------------------------------------------------------------
-
-def test_accuracy_on_a_hand_checked_example():
-    scores = [[0.1, 0.6, 0.2, 0.1],    # label 1: the top class          -> right at k >= 1
-              [0.5, 0.2, 0.25, 0.05],  # label 2: one class above         -> right at k >= 2
-              [0.25, 0.25, 0.25, 0.25],  # label 0: tied with all 3 others -> right at k >= 4
-              [0.1, 0.2, 0.3, 0.4]]    # label 0: the lowest              -> right at k >= 4
-    labels = [1, 2, 0, 0]
-    samples = []
-    for s, y in zip(scores, labels):
-        sample = ClsDataSample()
-        sample.pred_score = torch.tensor(s)
-        sample.gt_label = y
-        samples.append(sample)
-    evaluator = Evaluator(Accuracy(topk=(1, 2, 3, 4, 5)))
-    evaluator.process(samples[:3])
-    evaluator.process(samples[3:])
-    metrics = evaluator.evaluate(4)
-    assert metrics == {'accuracy/top1': 25.0, 'accuracy/top2': 50.0, 'accuracy/top3': 50.0,
-                       'accuracy/top4': 100.0, 'accuracy/top5': 100.0}
-    bad = ClsDataSample()
-    bad.pred_score = torch.tensor([0.5, 0.5])
-    bad.gt_label = 3
-    with pytest.raises(ValueError, match='outside'):
-        Evaluator(Accuracy()).process([bad])
 
 
 # --- the recipe: depthwise decay, RMSprop as TF ----------------------------------------------
@@ -282,9 +329,10 @@ def test_finetune_via_backbone_init_cfg(tmp_path):
     core = keras_like_file(tmp_path / 'w.pth')
     model = MODELS.build(dict(
         type='ImageClassifier',
-        backbone=dict(type='MobileNetV1', alpha=0.25, out_indices=(4,),
+        backbone=dict(type='MobileNetV1', alpha=0.25,
                       init_cfg=dict(type='Pretrained', checkpoint=f'mnet://{tmp_path}/w.pth')),
-        head=dict(type='LinearClsHead', num_classes=3)))
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=3, in_channels=1024)))
     model.init_weights()
     assert model.backbone.tf_padding and model.backbone.stages[0][0].bn.eps == 1e-3
     torch.testing.assert_close(model.backbone.stages[2][1].pw.conv.weight,
@@ -355,12 +403,12 @@ def make_folder(root, counts, size=40):
 
 
 PIPELINE = [dict(type='LoadImageFromFile'), dict(type='ResizeEdge', scale=36),
-            dict(type='CenterCrop', crop_size=32), dict(type='PackClsInputs')]
+            dict(type='CenterCrop', crop_size=32), dict(type='PackInputs')]
 
 
 def folder_dataset(root, **kwargs):
-    return DATASETS.build(dict(type='ImageFolderDataset', data_root=str(root),
-                               data_prefix=dict(img=''), pipeline=PIPELINE, **kwargs))
+    return DATASETS.build(dict(type='ImageFolderDataset', data_root=str(root), data_prefix='',
+                               pipeline=PIPELINE, **kwargs))
 
 
 def log_text(caplog, fn):
@@ -382,6 +430,7 @@ def test_folder_layouts_and_logged_skips(tmp_path, caplog):
     make_folder(root / 'a_cat' / 'more', {'': 1})  # nested images belong to the class too
     make_folder(root / 'a_cat' / '.ipynb_checkpoints', {'': 1})  # hidden: skipped, counted
     ds = log_text(caplog, lambda: folder_dataset(root))
+    assert isinstance(ds, DATASETS.get('CustomDataset'))  # mmpretrain's, with the checks added
     assert ds.metainfo['classes'] == ('a_cat', 'b_dog')  # sorted folder names
     assert len(ds) == 6 and [ds.get_data_info(i)['gt_label'] for i in range(6)] == [0] * 4 + [1] * 2
     assert 'skipped 3 files that are not images or hidden folders' in caplog.text
@@ -435,26 +484,97 @@ def test_unreadable_images_raise_or_are_skipped_with_a_count(tmp_path, caplog):
         ds[broken]
 
 
-def test_transforms():
-    rng_img = np.random.default_rng(0).integers(0, 255, (60, 100, 3), dtype=np.uint8)
-    crop = TRANSFORMS.build(dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0.25, 1.)))
-    np.random.seed(0)
-    for _ in range(20):
-        out = crop(dict(img=rng_img.copy()))
-        x0, y0, x1, y1 = out['crop_box']
-        assert out['img'].shape == (32, 32, 3)
-        assert 0.25 * 6000 * 0.9 <= (x1 - x0) * (y1 - y0) <= 6000
-    resize = TRANSFORMS.build(dict(type='ResizeEdge', scale=30))
-    assert resize(dict(img=rng_img.copy()))['img'].shape == (30, 50, 3)
-    with pytest.raises(ValueError, match='crop_ratio_range'):
-        TRANSFORMS.build(dict(type='RandomResizedCrop', scale=32, crop_ratio_range=(0., 1.)))
-
-
 def test_generated_set_is_deterministic(tmp_path):
     spec = ShapesClsSpec(train_per_class=1, val_per_class=1, image_size=48, seed=5)
     make_shapes_cls_dataset(str(tmp_path / 'a'), spec)
     make_shapes_cls_dataset(str(tmp_path / 'b'), spec)
     for cls in CLASSES:
         for split in ('train', 'val'):
-            a = (tmp_path / 'a' / split / cls / '000000.jpg').read_bytes()
-            assert a == (tmp_path / 'b' / split / cls / '000000.jpg').read_bytes()
+            name = f'{cls}_000000.jpg'  # unique across classes, as ImageNet's file names
+            a = (tmp_path / 'a' / split / cls / name).read_bytes()
+            assert a == (tmp_path / 'b' / split / cls / name).read_bytes()
+
+
+# --- the face: backbone conventions, head width, registration, mmpretrain missing --------------
+
+def test_backbone_takes_mmpretrains_conventions():
+    backbone = MODELS.build(dict(type='MobileNetV1', alpha=0.25))
+    assert isinstance(backbone, MobileNetV1) and backbone.out_indices == [4]  # the last stage
+    assert MODELS.build(dict(type='MobileNetV1', out_indices=(-2, -1))).out_indices == [3, 4]
+    assert MODELS.build(dict(type='MobileNetV1', out_indices=-3)).out_indices == [2]
+    with pytest.raises(ValueError, match=r'0\.\.4 \(or -5\.\.-1'):
+        MODELS.build(dict(type='MobileNetV1', out_indices=(5,)))
+    frozen = MODELS.build(dict(type='MobileNetV1', alpha=0.25, frozen_stages=1,
+                               norm_eval=True)).train()
+    assert not any(p.requires_grad for p in frozen.stages[:2].parameters())
+    assert all(p.requires_grad for p in frozen.stages[2:].parameters())
+    assert not any(m.training for m in frozen.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    feats = frozen(torch.randn(1, 3, 64, 64))
+    assert isinstance(feats, tuple) and feats[0].shape == (1, 256, 2, 2)
+
+
+def test_head_width_follows_the_backbone_and_the_patch_undoes(caplog):
+    from mnet_backbone.mmpretrain_plugin import widths
+    model = log_text(caplog, lambda: build_classifier(alpha=0.5))
+    assert model.head.fc.in_features == 512
+    assert 'model.head.in_channels None -> 512' in caplog.text
+    cfg = dict(type='ImageClassifier', backbone=dict(type='MobileNetV1', alpha=0.5),
+               neck=dict(type='GlobalAveragePooling'),
+               head=dict(type='LinearClsHead', num_classes=5, in_channels=300))
+    caplog.clear()
+    assert log_text(caplog, lambda: MODELS.build(cfg)).head.fc.in_features == 512
+    assert '300 is no MobileNetV1 width' in caplog.text
+    assert cfg['head']['in_channels'] == 300  # the config itself stays as written
+    # other backbones pass through
+    other = MODELS.build(dict(type='ImageClassifier', backbone=dict(type='MobileNetV2'),
+                              neck=dict(type='GlobalAveragePooling'),
+                              head=dict(type='LinearClsHead', num_classes=5, in_channels=300)))
+    assert other.head.fc.in_features == 300
+    widths.unpatch_classifiers()
+    try:
+        assert MODELS.build(cfg).head.fc.in_features == 300
+        with pytest.MonkeyPatch.context() as mp:  # another mmpretrain version: not patched
+            mp.setattr(mmpretrain, '__version__', '1.3.0')
+            with pytest.warns(UserWarning, match='write model.head.in_channels'):
+                assert widths.patch_classifiers() is False
+        assert MODELS.build(cfg).head.fc.in_features == 300
+    finally:
+        assert widths.patch_classifiers() is True
+    assert MODELS.build(cfg).head.fc.in_features == 512
+
+
+def test_a_taken_registry_name_registers_nothing():
+    from mmengine.registry import MODELS as ROOT_MODELS
+    from mmengine.registry import Registry
+    models = Registry('model', parent=ROOT_MODELS, scope='mnet_conflict_test')
+    hooks = Registry('hook', scope='mnet_conflict_test')
+
+    @models.register_module(name='MobileNetV1')
+    class SomeoneElses(torch.nn.Module):
+        pass
+
+    entries = ((hooks, mmpretrain_plugin.BackboneSettingsHook),
+               (models, mmpretrain_plugin.MobileNetV1))
+    with pytest.raises(mmpretrain_plugin.RegistryConflictError,
+                       match=r"model registry: 'MobileNetV1' is .*SomeoneElses.*Nothing was"):
+        mmpretrain_plugin.register(entries)
+    assert 'BackboneSettingsHook' not in hooks.module_dict  # not half-registered
+    assert models.get('MobileNetV1') is SomeoneElses
+    mmpretrain_plugin.register(((hooks, mmpretrain_plugin.BackboneSettingsHook),))
+    mmpretrain_plugin.register(((hooks, mmpretrain_plugin.BackboneSettingsHook),))  # idempotent
+    assert hooks.get('BackboneSettingsHook') is mmpretrain_plugin.BackboneSettingsHook
+
+
+def test_classification_config_without_mmpretrain_is_one_message(monkeypatch, capsys):
+    import importlib.util
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, 'find_spec',
+                        lambda name, *a: None if name == 'mmpretrain' else find_spec(name, *a))
+    monkeypatch.delitem(sys.modules, 'mnet_backbone.mmpretrain_plugin')  # restored afterwards
+    with pytest.raises(UsageError, match=r"needs mmpretrain, which is not installed: "
+                                         r"pip install -e '\.\[cls\]'"):
+        train_config([SHAPES])
+    assert run_cli(train_config, [SHAPES]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith('error: ') and len(err.splitlines()) == 1 and 'install.sh' in err
+

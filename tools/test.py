@@ -1,4 +1,4 @@
-"""Test a detector checkpoint with MMDetection 3.x: ``python tools/test.py CONFIG CHECKPOINT
+"""Test a detector (mmdet) or classifier (mmpretrain) checkpoint: ``python tools/test.py CONFIG CHECKPOINT
 [--work-dir DIR] [--out results.pkl] [--show-dir vis] [--cfg-options k=v ...]``."""
 import sys
 

@@ -1,4 +1,4 @@
-"""Train a detector with MMDetection 3.x: ``python tools/train.py CONFIG [--work-dir DIR]
+"""Train a detector (mmdet) or classifier (mmpretrain) config: ``python tools/train.py CONFIG [--work-dir DIR]
 [--resume [CKPT]] [--amp] [--cfg-options k=v ...] [--launcher pytorch]``."""
 import sys
 

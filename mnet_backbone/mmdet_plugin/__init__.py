@@ -8,7 +8,6 @@ from .checkpoint import allow_mmengine_checkpoints
 from .heads import SSDHeadPatched
 from .optim import CPUAmpOptimWrapper
 from .pretrained import load_from_mnet  # noqa: F401  (registers the mnet:// scheme)
-from . import cls  # noqa: F401  (classifier, folder data set, accuracy, RMSpropTF)
 from .widths import patch_detectors, unpatch_detectors
 
 allow_mmengine_checkpoints()

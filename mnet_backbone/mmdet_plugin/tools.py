@@ -1,11 +1,15 @@
 """What ``tools/train.py`` and ``tools/test.py`` do, as functions the tests call too.
 
 The command lines are mmdet 3.x's (``--work-dir``, ``--cfg-options``, ``--resume``, ``--amp``,
-``--launcher``; test: ``--out``, ``--show-dir``), with three additions for this stack: a missing
-data set is reported before any worker starts, ``--amp`` works without a GPU (bfloat16), and
-distributed runs without a GPU use gloo instead of nccl.
+``--launcher``; test: ``--out``, ``--show-dir``), with four additions for this stack: a missing
+data set is reported before any worker starts, a config whose library is not installed (a
+classification config without mmpretrain) is one message naming the extra, ``--amp`` works
+without a GPU (bfloat16), and distributed runs without a GPU use gloo instead of nccl. They run
+detector configs (``default_scope='mmdet'``) and classification configs
+(``default_scope='mmpretrain'``) alike.
 """
 import argparse
+import importlib
 import os
 import os.path as osp
 from typing import List, Optional, Sequence
@@ -40,13 +44,22 @@ def _datasets(loader_cfg):
 
 
 # Expected layout and demo set per data set type, for the message below (default: COCO).
-_LAYOUT_HINTS = {
-    'ImageFolderDataset': ('class folders: {root}/{{train,val}}/<class>/*.jpg; ImageNet: '
-                           'train/<wnid>/*.JPEG + val/<wnid>/*.JPEG',
-                           'python tools/make_shapes_cls_dataset.py'),
-}
+_CLS_HINT = ('class folders: {root}/{{train,val}}/<class>/*.jpg; ImageNet: '
+             'train/<wnid>/*.JPEG + val/<wnid>/*.JPEG', 'python tools/make_shapes_cls_dataset.py')
+_LAYOUT_HINTS = {name: _CLS_HINT for name in ('ImageFolderDataset', 'CustomDataset', 'ImageNet')}
 _COCO_HINT = ('COCO layout: {root}/annotations/instances_{{train,val}}2017.json + '
               '{{train,val}}2017/ images', 'python tools/make_shapes_dataset.py')
+
+
+def _image_prefix(dataset) -> Optional[str]:
+    """The image folder of a data set config: mmdet's ``data_prefix=dict(img=...)``,
+    mmpretrain's ``data_prefix='train'`` / ``dict(img_path=...)`` or ImageNet's ``split``."""
+    prefix = dataset.get('data_prefix')
+    if isinstance(prefix, dict):
+        prefix = prefix.get('img', prefix.get('img_path'))
+    if not prefix and dataset.get('split'):
+        return dataset['split']
+    return prefix
 
 
 def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
@@ -59,7 +72,7 @@ def check_dataset_paths(cfg: Config, splits=('train', 'val', 'test')) -> None:
             paths = []
             if dataset.get('ann_file'):
                 paths.append(('annotation file', osp.join(root, dataset['ann_file'])))
-            img_dir = (dataset.get('data_prefix') or {}).get('img')
+            img_dir = _image_prefix(dataset)
             if img_dir is not None:
                 paths.append(('image folder', osp.join(root, img_dir)))
             for what, path in paths:
@@ -108,7 +121,7 @@ def _common_args(parser: argparse.ArgumentParser) -> None:
 def _load_config(args) -> Config:
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
-    cfg = Config.fromfile(args.config)
+    cfg = _fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
@@ -118,6 +131,20 @@ def _load_config(args) -> Config:
         cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
     if args.launcher != 'none' and not torch.cuda.is_available():
         _distribute_on_cpu(cfg)
+    return cfg
+
+
+def _fromfile(path: str) -> Config:
+    """``Config.fromfile`` whose failing ``custom_imports`` (the classification face without
+    mmpretrain) raise their own message, not mmengine's listing of ``sys.path``."""
+    cfg = Config.fromfile(path, import_custom_modules=False)
+    custom = cfg.get('custom_imports') or {}
+    for name in custom.get('imports', []):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            if not custom.get('allow_failed_imports', False):
+                raise UsageError(f'{path}: {exc}') from exc
     return cfg
 
 
@@ -143,7 +170,8 @@ def _build_runner(cfg: Config) -> Runner:
 
 
 def train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description='Train a detector (mmdet 3.x command line)')
+    parser = argparse.ArgumentParser(
+        description='Train a detector or classifier (mmdet 3.x command line)')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: fp16 + loss scaling on GPU, bfloat16 on CPU')
@@ -202,7 +230,7 @@ def _close_distributed() -> None:
 
 
 def test_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector')
+    parser = argparse.ArgumentParser(description='Test (and evaluate) a detector or classifier')
     parser.add_argument('config', help='test config file path')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out', help='dump predictions to this pickle file (.pkl)')
@@ -224,19 +252,30 @@ def test_config(argv: Optional[List[str]] = None):
     if args.show_dir:
         if 'visualization' not in cfg.default_hooks:
             raise UsageError('--show-dir needs default_hooks.visualization in the config')
-        cfg.default_hooks.visualization.draw = True
-        cfg.default_hooks.visualization.test_out_dir = args.show_dir
+        if _is_mmdet(cfg):  # mmdet's hook: a folder in the run's timestamp folder
+            cfg.default_hooks.visualization.draw = True
+            cfg.default_hooks.visualization.test_out_dir = args.show_dir
+        else:  # mmpretrain's VisualizationHook, as its tools/test.py sets it: the folder itself
+            cfg.default_hooks.visualization.enable = True
+            cfg.default_hooks.visualization.out_dir = args.show_dir
+            cfg.default_hooks.visualization.interval = 1
     return cfg, args
 
 
-def test(argv: Optional[List[str]] = None) -> dict:
-    from mmdet.evaluation import DumpDetResults
+def _is_mmdet(cfg: Config) -> bool:
+    return cfg.get('default_scope', 'mmdet') == 'mmdet'
 
+
+def test(argv: Optional[List[str]] = None) -> dict:
     cfg, args = test_config(argv)
     check_dataset_paths(cfg, ('test',))
     runner = _build_runner(cfg)
     if args.out is not None:
-        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+        if _is_mmdet(cfg):
+            from mmdet.evaluation import DumpDetResults as DumpResults
+        else:  # what mmpretrain's tools/test.py dumps
+            from mmengine.evaluator import DumpResults
+        runner.test_evaluator.metrics.append(DumpResults(out_file_path=args.out))
     metrics = runner.test()
     _close_distributed()
     return metrics

@@ -1,35 +1,40 @@
-"""Classification data for mmengine: an image-folder data set, its data sample and transforms.
+"""Classification data: mmpretrain's ``CustomDataset`` with the checks a class-folder set needs.
 
-Layouts :class:`ImageFolderDataset` reads (``data_root`` + ``data_prefix['img']``):
+mmpretrain's ``CustomDataset`` reads ``<prefix>/<class>/**/*.jpg`` or a ``<path> <label>`` list
+file, but takes hidden folders (``.ipynb_checkpoints``) as classes or class images, only warns
+about a class folder without images, matches ``metainfo`` classes to folders by count alone
+(names given in another order label the images wrongly), does not check list files, and stops
+on the first image that cannot be decoded with an assertion. :class:`ImageFolderDataset` takes
+the same arguments and layouts and adds, for local folders:
 
-* class folders: ``<img>/<class>/**/*.jpg`` - ImageNet's ``train/<wnid>/*.JPEG`` (and ``val/``
-  sorted into ``val/<wnid>/`` as most tools do), or any plain ``class/*.jpg`` set;
-* a list file: ``ann_file`` with ``<path relative to img> <class index>`` per line - ImageNet's
-  flat ``val/`` with mmpretrain's ``meta/val.txt``; the class names then come from
-  ``metainfo=dict(classes=[...] or 'classes.txt')``.
+* class folders: hidden folders and files that are not images are skipped with a logged count;
+  ``metainfo=dict(classes=[...])`` picks and orders classes by name (a listed class without a
+  folder is an error, unlisted folders are logged); a class folder without images is an error
+  (``allow_empty_classes=True`` accepts it); a folder of images without class folders says to
+  sort them or use ``ann_file``;
+* list files (``ann_file``, e.g. ImageNet's flat ``val/`` with ``meta/val.txt``): a bad line, a
+  class index out of range or a listed file that does not exist is an error naming it;
+* an image that cannot be decoded stops the run with its path; ``bad_images='skip'`` on a
+  training set draws another image instead and logs each skip with a running count.
 
-Nothing is dropped quietly: files that are not images are skipped with a logged count, empty
-class folders and bad list lines are errors, and an image that cannot be decoded is an error
-naming the file (or, with ``bad_images='skip'`` on a training set, a logged skip with a count).
+Storage backends other than local files (``s3://...``) are read by ``CustomDataset`` itself.
 """
 import logging
 import os
 import os.path as osp
 from collections import Counter
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
-import mmcv
-import numpy as np
-import torch
-from mmcv.transforms import BaseTransform, LoadImageFromFile
-from mmengine.dataset import BaseDataset
+from mmcv.transforms import LoadImageFromFile
 from mmengine.logging import print_log
-from mmengine.structures import BaseDataElement
-from mmdet.registry import DATASETS, TRANSFORMS
+from mmpretrain.datasets import CustomDataset
 
-__all__ = ['ClsDataSample', 'ImageFolderDataset', 'ClassificationDataError',
-           'UnreadableImageError', 'RandomResizedCrop', 'ResizeEdge', 'PackClsInputs',
-           'IMG_EXTENSIONS']
+__all__ = [
+    'IMG_EXTENSIONS',
+    'ClassificationDataError',
+    'ImageFolderDataset',
+    'UnreadableImageError',
+]
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
 
@@ -42,48 +47,6 @@ class UnreadableImageError(ClassificationDataError):
     """An image file that cannot be decoded."""
 
 
-class ClsDataSample(BaseDataElement):
-    """One image's label (``gt_label``, a 0-d int64 tensor) and prediction (``pred_score``:
-    softmax over the classes, ``pred_label``)."""
-
-    @property
-    def gt_label(self) -> torch.Tensor:
-        return self._gt_label
-
-    @gt_label.setter
-    def gt_label(self, value) -> None:
-        self.set_field(torch.as_tensor(value, dtype=torch.long), '_gt_label', dtype=torch.Tensor)
-
-    @gt_label.deleter
-    def gt_label(self) -> None:
-        del self._gt_label
-
-    @property
-    def pred_score(self) -> torch.Tensor:
-        return self._pred_score
-
-    @pred_score.setter
-    def pred_score(self, value: torch.Tensor) -> None:
-        self.set_field(value, '_pred_score', dtype=torch.Tensor)
-
-    @pred_score.deleter
-    def pred_score(self) -> None:
-        del self._pred_score
-
-    @property
-    def pred_label(self) -> torch.Tensor:
-        return self._pred_label
-
-    @pred_label.setter
-    def pred_label(self, value) -> None:
-        self.set_field(torch.as_tensor(value, dtype=torch.long), '_pred_label',
-                       dtype=torch.Tensor)
-
-    @pred_label.deleter
-    def pred_label(self) -> None:
-        del self._pred_label
-
-
 def _summary(counter: Counter, limit: int = 5) -> str:
     return ', '.join(f'{n} x {k or "(no extension)"}' for k, n in counter.most_common(limit)) + (
         ', ...' if len(counter) > limit else '')
@@ -94,15 +57,13 @@ def _listing(items: Sequence[str], limit: int = 10) -> str:
     return shown + (f' and {len(items) - limit} more' if len(items) > limit else '')
 
 
-@DATASETS.register_module()
-class ImageFolderDataset(BaseDataset):
-    """Images in class folders (or listed with labels in ``ann_file``) for classification.
+class ImageFolderDataset(CustomDataset):
+    """mmpretrain's ``CustomDataset`` with checked class folders, list files and images.
 
     Args:
-        data_root: the data set's folder; ``ann_file`` and ``data_prefix['img']`` are relative
-            to it.
-        data_prefix: ``dict(img='train/')``: the folder with the class folders (or the images
-            ``ann_file`` lists).
+        data_root: the data set's folder; ``ann_file`` and ``data_prefix`` are relative to it.
+        data_prefix: the folder with the class folders (or the images ``ann_file`` lists), e.g.
+            ``'train'``.
         ann_file: optional list file, one ``<relative path> <class index>`` per line
             (mmpretrain's ``meta/{train,val}.txt``); needs ``metainfo=dict(classes=...)``.
         metainfo: ``dict(classes=[...])`` or ``dict(classes='path/classes.txt')``. With class
@@ -113,35 +74,31 @@ class ImageFolderDataset(BaseDataset):
             skipped and counted in the log.
         bad_images: ``'raise'`` (default): an image that cannot be decoded stops the run with
             its path; ``'skip'``: a training set draws another image instead and logs each skip
-            with a running count. Evaluation sets always raise (a skipped image would change
-            the metric).
+            with a running count. Evaluation sets (``test_mode=True``) always raise (a skipped
+            image would change the metric).
         allow_empty_classes: accept class folders without images (logged); by default they are
             an error (a class that cannot be learnt or evaluated is almost always a mistake).
-        **kwargs: mmengine ``BaseDataset`` arguments (``pipeline``, ``test_mode``, ...).
+        **kwargs: ``CustomDataset`` arguments (``pipeline``, ``test_mode``, ``with_label``, ...).
     """
 
     METAINFO = dict(classes=None)
 
-    def __init__(self, data_root: str = '', data_prefix: dict = dict(img=''), ann_file: str = '',
+    def __init__(self, data_root: str = '', data_prefix='', ann_file: str = '',
                  metainfo: Optional[dict] = None, extensions: Sequence[str] = IMG_EXTENSIONS,
                  bad_images: str = 'raise', allow_empty_classes: bool = False, **kwargs):
         if bad_images not in ('raise', 'skip'):
             raise ValueError(f"bad_images must be 'raise' or 'skip', got {bad_images!r}")
-        if not isinstance(data_prefix, dict) or 'img' not in data_prefix:
-            raise ValueError(f"ImageFolderDataset: data_prefix must be dict(img='folder/'), got "
-                             f"{data_prefix!r}")
-        self.extensions = tuple(e.lower() for e in extensions)
         self.bad_images = bad_images
         self.allow_empty_classes = allow_empty_classes
         self.num_skipped_images = 0
-        super().__init__(ann_file=ann_file, metainfo=metainfo, data_root=data_root,
-                         data_prefix=data_prefix, **kwargs)
+        super().__init__(data_root=data_root, data_prefix=data_prefix, ann_file=ann_file,
+                         metainfo=metainfo, extensions=extensions, **kwargs)
 
     # -- reading the folder ------------------------------------------------------------------
 
     @property
     def img_dir(self) -> str:
-        return self.data_prefix['img']
+        return self.img_prefix
 
     def _given_classes(self) -> Optional[List[str]]:
         classes = self._metainfo.get('classes')
@@ -176,9 +133,11 @@ class ImageFolderDataset(BaseDataset):
         return found
 
     def load_data_list(self) -> List[dict]:
+        if '://' in self.img_dir or not self.with_label:
+            return super().load_data_list()
         if not osp.isdir(self.img_dir):
             raise ClassificationDataError(
-                f'image folder {self.img_dir!r} does not exist (data_root + data_prefix.img); '
+                f'image folder {self.img_dir!r} does not exist (data_root + data_prefix); '
                 f'expected class folders {self.img_dir}/<class>/*.jpg')
         if self.ann_file:
             data_list = self._load_list_file()
@@ -296,9 +255,6 @@ class ImageFolderDataset(BaseDataset):
                   f'listed in {self.ann_file}', logger='current')
         return data_list
 
-    def get_cat_ids(self, idx: int) -> List[int]:
-        return [int(self.get_data_info(idx)['gt_label'])]
-
     # -- reading an image ------------------------------------------------------------------
 
     def prepare_data(self, idx: int):
@@ -328,134 +284,3 @@ class ImageFolderDataset(BaseDataset):
         print_log(f'ImageFolderDataset: skipped unreadable image {path} ({reason}); '
                   f'{self.num_skipped_images} skipped so far in this process',
                   logger='current', level=logging.WARNING)
-        return None
-
-
-# --- transforms ------------------------------------------------------------------------------
-
-def _size_pair(size) -> Tuple[int, int]:
-    """(height, width) from an int or a (width, height) pair (mmcv's order)."""
-    if isinstance(size, int):
-        return size, size
-    width, height = size
-    return int(height), int(width)
-
-
-@TRANSFORMS.register_module()
-class RandomResizedCrop(BaseTransform):
-    """Inception-style crop: a random part of the image (area fraction in ``crop_ratio_range``,
-    aspect ratio log-uniform in ``aspect_ratio_range``) resized to ``scale``.
-
-    Inception's training uses areas from 8% (torchvision) or 5% (TF-slim) of the image; the
-    MobileNet paper trains with less distortion, "limiting the size of small crops", which is a
-    larger lower end of ``crop_ratio_range``. If no crop fits in ``max_attempts`` tries, the
-    largest centred crop of an allowed aspect ratio is taken (as torchvision does).
-
-    Args:
-        scale: output size, an int or (width, height).
-        crop_ratio_range: (min, max) fraction of the image area.
-        aspect_ratio_range: (min, max) width / height of the crop.
-        max_attempts: random tries before the centred fallback.
-        interpolation: mmcv interpolation ('bilinear', 'bicubic', ...).
-    """
-
-    def __init__(self, scale, crop_ratio_range: Tuple[float, float] = (0.25, 1.0),
-                 aspect_ratio_range: Tuple[float, float] = (3. / 4., 4. / 3.),
-                 max_attempts: int = 10, interpolation: str = 'bilinear'):
-        lo, hi = crop_ratio_range
-        if not 0 < lo <= hi <= 1:
-            raise ValueError(f'crop_ratio_range must satisfy 0 < min <= max <= 1, got '
-                             f'{crop_ratio_range!r}')
-        if not 0 < aspect_ratio_range[0] <= aspect_ratio_range[1]:
-            raise ValueError(f'aspect_ratio_range must be 0 < min <= max, got '
-                             f'{aspect_ratio_range!r}')
-        self.scale = _size_pair(scale)
-        self.crop_ratio_range = (float(lo), float(hi))
-        self.aspect_ratio_range = tuple(float(a) for a in aspect_ratio_range)
-        self.max_attempts = max_attempts
-        self.interpolation = interpolation
-
-    def crop_box(self, height: int, width: int) -> Tuple[int, int, int, int]:
-        """(top, left, crop height, crop width) for an image of ``height`` x ``width``."""
-        area = height * width
-        log_lo, log_hi = np.log(self.aspect_ratio_range[0]), np.log(self.aspect_ratio_range[1])
-        for _ in range(self.max_attempts):
-            target = area * np.random.uniform(*self.crop_ratio_range)
-            aspect = float(np.exp(np.random.uniform(log_lo, log_hi)))
-            w = int(round(np.sqrt(target * aspect)))
-            h = int(round(np.sqrt(target / aspect)))
-            if 0 < w <= width and 0 < h <= height:
-                top = np.random.randint(0, height - h + 1)
-                left = np.random.randint(0, width - w + 1)
-                return int(top), int(left), h, w
-        ratio = width / height
-        if ratio < self.aspect_ratio_range[0]:
-            w, h = width, int(round(width / self.aspect_ratio_range[0]))
-        elif ratio > self.aspect_ratio_range[1]:
-            h, w = height, int(round(height * self.aspect_ratio_range[1]))
-        else:
-            h, w = height, width
-        return (height - h) // 2, (width - w) // 2, h, w
-
-    def transform(self, results: dict) -> dict:
-        img = results['img']
-        top, left, h, w = self.crop_box(*img.shape[:2])
-        img = img[top:top + h, left:left + w]
-        img = mmcv.imresize(img, (self.scale[1], self.scale[0]),
-                            interpolation=self.interpolation)
-        results['img'] = img
-        results['img_shape'] = img.shape[:2]
-        results['crop_box'] = (left, top, left + w, top + h)
-        return results
-
-    def __repr__(self) -> str:
-        return (f'{type(self).__name__}(scale={self.scale}, crop_ratio_range='
-                f'{self.crop_ratio_range}, aspect_ratio_range={self.aspect_ratio_range})')
-
-
-@TRANSFORMS.register_module()
-class ResizeEdge(BaseTransform):
-    """Resize keeping the aspect ratio so that the shorter (``edge='short'``) or longer side is
-    ``scale`` px; for evaluation, ``scale = crop / crop_pct`` (224 / 0.875 = 256)."""
-
-    def __init__(self, scale: int, edge: str = 'short', interpolation: str = 'bilinear'):
-        if edge not in ('short', 'long'):
-            raise ValueError(f"edge must be 'short' or 'long', got {edge!r}")
-        self.scale = int(scale)
-        self.edge = edge
-        self.interpolation = interpolation
-
-    def transform(self, results: dict) -> dict:
-        img = results['img']
-        h, w = img.shape[:2]
-        side = min(h, w) if self.edge == 'short' else max(h, w)
-        factor = self.scale / side
-        size = (max(1, int(round(w * factor))), max(1, int(round(h * factor))))
-        img = mmcv.imresize(img, size, interpolation=self.interpolation)
-        results['img'] = img
-        results['img_shape'] = img.shape[:2]
-        results['scale_factor'] = (size[0] / w, size[1] / h)
-        return results
-
-    def __repr__(self) -> str:
-        return f'{type(self).__name__}(scale={self.scale}, edge={self.edge!r})'
-
-
-@TRANSFORMS.register_module()
-class PackClsInputs(BaseTransform):
-    """``inputs`` (a CHW uint8 tensor, the loader's channel order) and a :class:`ClsDataSample`
-    with ``gt_label`` (when the sample has one) and the listed meta keys."""
-
-    def __init__(self, meta_keys: Sequence[str] = ('sample_idx', 'img_path', 'ori_shape',
-                                                  'img_shape', 'flip', 'flip_direction')):
-        self.meta_keys = tuple(meta_keys)
-
-    def transform(self, results: dict) -> dict:
-        img = results['img']
-        if img.ndim == 2:
-            img = img[..., None]
-        inputs = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-        sample = ClsDataSample(metainfo={k: results[k] for k in self.meta_keys if k in results})
-        if 'gt_label' in results:
-            sample.gt_label = results['gt_label']
-        return dict(inputs=inputs, data_samples=sample)

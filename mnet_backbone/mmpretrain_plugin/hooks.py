@@ -1,19 +1,23 @@
-"""Runner hooks of the classification configs (``configs/_base_/cls_runtime.py``)."""
+"""Runner hooks of the classification configs (``configs/_base_/cls_runtime.py``): what
+mmpretrain's Runner setup lacks for this package's weights and for a clear class-count error."""
 import logging
-import os
 import os.path as osp
-from typing import Optional
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
-from mmdet.registry import HOOKS
 
-from ...weights import ENTRIES, apply_model_kwargs, resolve_weights
-from ..pretrained import SCHEME
+from ..mmdet_plugin.pretrained import SCHEME
+from ..weights import (
+    ENTRIES,
+    IncompatibleWeightsError,
+    apply_model_kwargs,
+    resolve_weights,
+)
+from .backbone import core_to_classifier_keys
 from .data import ClassificationDataError
 
-__all__ = ['BackboneSettingsHook', 'ClsNumClassesCheckHook', 'ClsVisualizationHook']
+__all__ = ['BackboneSettingsHook', 'ClsNumClassesCheckHook']
 
 
 def _model(runner):
@@ -34,7 +38,23 @@ def _weights_settings(meta: dict):
     return None, None
 
 
-@HOOKS.register_module()
+def _check_num_classes(model, state_dict: dict) -> None:
+    fc = getattr(getattr(model, 'head', None), 'fc', None)
+    theirs = state_dict.get('head.fc.weight')
+    if fc is None or theirs is None or theirs.shape == fc.weight.shape:
+        return
+    if theirs.shape[1:] != fc.weight.shape[1:]:
+        return  # another width: the backbone's own check names alpha when the weights load
+    n = theirs.shape[0]
+    raise IncompatibleWeightsError(
+        f'the checkpoint\'s classifier has {n} classes but the model has '
+        f'model.head.num_classes={fc.weight.shape[0]} (head.fc.weight: checkpoint '
+        f'{tuple(theirs.shape)}, model {tuple(fc.weight.shape)}). Set model.head.num_classes={n} '
+        f'to use its classifier, or load only its backbone for a new classifier: '
+        f"model.backbone.init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.') "
+        f"for a classifier checkpoint, or checkpoint='mnet://...' for ImageNet weights")
+
+
 class BackboneSettingsHook(Hook):
     """Keep a MobileNetV1 backbone's padding and BN eps with the weights it runs.
 
@@ -48,7 +68,10 @@ class BackboneSettingsHook(Hook):
     * for ``load_from='mnet://<entry or file>'`` (which carries the backbone only) adds the
       weights' ImageNet classifier when ``model.head.num_classes`` equals its class count, so
       ``tools/test.py CONFIG mnet://keras_1.0_224`` evaluates the released model; otherwise it
-      logs that the head stays newly initialised (fine-tuning).
+      logs that the head stays newly initialised (fine-tuning);
+    * renames core-layout checkpoints to the classifier's keys and stops, naming the setting to
+      change, when the checkpoint's classifier has another class count (mmengine would log the
+      mismatch and go on with an untrained head).
     """
 
     priority = 'VERY_HIGH'
@@ -75,6 +98,10 @@ class BackboneSettingsHook(Hook):
                 print_log(f'BackboneSettingsHook: {what} need {", ".join(changed)}; switched the '
                           f'backbone to them', logger='current', level=logging.WARNING)
         self._add_imagenet_classifier(runner, model, checkpoint)
+        state_dict = checkpoint.get('state_dict')
+        if isinstance(state_dict, dict):
+            core_to_classifier_keys(state_dict)
+            _check_num_classes(model, state_dict)
 
     @staticmethod
     def _add_imagenet_classifier(runner, model, checkpoint: dict) -> None:
@@ -105,7 +132,6 @@ class BackboneSettingsHook(Hook):
                   logger='current')
 
 
-@HOOKS.register_module()
 class ClsNumClassesCheckHook(Hook):
     """Stop with a clear message when a data set's class count differs from the head's."""
 
@@ -131,48 +157,3 @@ class ClsNumClassesCheckHook(Hook):
 
     def before_test(self, runner) -> None:
         self._check(runner, 'test')
-
-
-@HOOKS.register_module()
-class ClsVisualizationHook(Hook):
-    """With ``draw=True`` (``tools/test.py --show-dir DIR``), write every ``interval``-th test
-    image with its true and predicted class and score to ``work_dir/<timestamp>/DIR``."""
-
-    def __init__(self, draw: bool = False, interval: int = 1,
-                 test_out_dir: Optional[str] = None):
-        self.draw = draw
-        self.interval = interval
-        self.test_out_dir = test_out_dir
-        self._index = 0
-
-    def after_test_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
-        if not self.draw or not outputs:
-            return
-        from PIL import Image, ImageDraw
-
-        out_dir = osp.join(runner.work_dir, runner.timestamp, self.test_out_dir or 'vis')
-        os.makedirs(out_dir, exist_ok=True)
-        classes = runner.test_dataloader.dataset.metainfo.get('classes') or ()
-
-        def name(i: int) -> str:
-            return str(classes[i]) if i < len(classes) else str(i)
-
-        for sample in outputs:
-            self._index += 1
-            if (self._index - 1) % self.interval:
-                continue
-            img = Image.open(sample.img_path).convert('RGB')
-            if img.width < 160:  # room for the text under small images
-                factor = -(-160 // img.width)
-                img = img.resize((img.width * factor, img.height * factor), Image.NEAREST)
-            pred = int(sample.pred_label)
-            lines = [f'pred {name(pred)} {float(sample.pred_score[pred]):.2f}']
-            if 'gt_label' in sample:
-                lines.insert(0, f'true {name(int(sample.gt_label))}')
-            canvas = Image.new('RGB', (img.width, img.height + 12 * len(lines) + 2),
-                               (255, 255, 255))
-            canvas.paste(img, (0, 0))
-            ImageDraw.Draw(canvas).multiline_text((2, img.height + 1), '\n'.join(lines),
-                                                  fill=(0, 0, 0), spacing=2)
-            base = osp.splitext(osp.basename(sample.img_path))[0]
-            canvas.save(osp.join(out_dir, f'{sample.sample_idx:06d}_{base}.png'))

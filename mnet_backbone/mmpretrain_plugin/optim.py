@@ -19,17 +19,19 @@ small; torch's starts at 0, so with a small eps its first step is about ``lr / s
 (3 * lr for a = 0.9) per weight, whatever the gradient's size. TF multiplies the learning rate
 into the momentum, so a learning-rate change takes effect gradually. Weight decay is TF's L2 loss
 ``wd/2 * |w|^2``, i.e. ``wd * w`` added to the gradient (as torch's ``weight_decay``).
+
+Plain torch (no registry import): :mod:`mnet_backbone.mmpretrain_plugin` registers it in
+mmpretrain's ``OPTIMIZERS``, where mmengine's optimizer wrapper constructor finds it under the
+configs' ``default_scope='mmpretrain'``.
 """
 from typing import Callable, Optional
 
 import torch
-from mmdet.registry import OPTIMIZERS
 from torch.optim import Optimizer
 
 __all__ = ['RMSpropTF']
 
 
-@OPTIMIZERS.register_module()
 class RMSpropTF(Optimizer):
     """``tf.train.RMSPropOptimizer`` (TF 1.x, not centered) for PyTorch.
 
