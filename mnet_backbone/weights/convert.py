@@ -280,17 +280,9 @@ def read_file(path: str):
             raise CorruptWeightsError(
                 f"cannot read {path} as safetensors ({exc}); the file is corrupt or truncated. "
                 f"Download it again.") from None
-    try:
-        return load_checkpoint(path)
-    except CorruptWeightsError:
-        try:  # an mmengine Runner checkpoint (message hub objects) still loads safely
-            from ..mmdet_plugin.checkpoint import load_runner_checkpoint
-            return load_runner_checkpoint(path, "cpu")
-        except Exception:
-            raise CorruptWeightsError(
-                f"cannot read {path}: neither a Keras .h5, a .safetensors file nor a PyTorch "
-                f"checkpoint that loads with weights_only=True; it may be corrupt or truncated"
-            ) from None
+    # A weights-only torch checkpoint (also an mmengine Runner one); anything else is one
+    # UnreadableCheckpointError naming what the file is.
+    return load_checkpoint(path)
 
 
 def drop_background(state_dict: Dict[str, Tensor], what: str = "the weights"

@@ -3,23 +3,35 @@
 Files go to the torch hub cache (``$TORCH_HOME/hub/checkpoints/mnet_backbone/``, see
 :func:`torch.hub.get_dir`): the downloaded original as ``<entry>-<file name>`` and its conversion
 to this package's format as ``<entry>.pth``, so each file is downloaded and converted once.
+
+Any number of processes may fill the cache at once: files are only ever renamed into place
+(:func:`mnet_backbone.files.atomic_write`, a temporary name per writer), never deleted while
+valid, and a cached file that is stale, truncated or damaged is downloaded or converted again
+once instead of failing. :func:`load_checkpoint` is the one safe (weights-only) checkpoint
+reader of the package; a file it cannot read raises :class:`UnreadableCheckpointError` naming
+the file and what it really holds.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
 import socket
 import sys
 import urllib.error
 import urllib.request
 from typing import Callable, Optional
 
+import numpy as np
 import torch
 
+from ..files import atomic_write, clean_stale_partials, describe_file
+
 __all__ = ["WeightsError", "UnknownEntryError", "WeightsDownloadError", "HashMismatchError",
-           "CorruptWeightsError", "IncompatibleWeightsError", "cache_dir", "sha256sum",
-           "download", "cached_download", "FORMAT_VERSION", "save_checkpoint",
-           "load_checkpoint"]
+           "CorruptWeightsError", "UnreadableCheckpointError", "IncompatibleWeightsError",
+           "cache_dir", "sha256sum", "download", "cached_download", "FORMAT_VERSION",
+           "save_checkpoint", "load_checkpoint", "runner_checkpoint_globals"]
 
 # Bump when a converter changes its output: converted files of another version are redone.
 FORMAT_VERSION = 1
@@ -45,6 +57,12 @@ class HashMismatchError(WeightsDownloadError):
 
 class CorruptWeightsError(WeightsError, ValueError):
     """A file that cannot be read as the weights it should hold (corrupt, truncated, other)."""
+
+
+class UnreadableCheckpointError(CorruptWeightsError):
+    """A file that cannot be read as a checkpoint at all: empty, truncated, not a checkpoint (an
+    image, a web page, random bytes), or holding objects a safe load does not create. The
+    message names the file and what it holds."""
 
 
 class IncompatibleWeightsError(WeightsError, ValueError):
@@ -78,113 +96,196 @@ def download(url: str, dst: str, sha256: Optional[str] = None, progress: bool = 
     differs from ``sha256`` (given in full or as a prefix); in both cases nothing is left at
     ``dst``.
     """
-    os.makedirs(os.path.dirname(os.path.abspath(dst)), exist_ok=True)
-    partial = f"{dst}.{os.getpid()}.partial"
     digest = hashlib.sha256()
     request = urllib.request.Request(url, headers={"User-Agent": "mnet-backbone"})
     try:
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response, \
-                    open(partial, "wb") as out:
-                length = response.headers.get("Content-Length")
-                total = int(length) if length and length.isdigit() else None
-                received = 0
-                with _progress_bar(total, os.path.basename(dst), progress) as bar:
-                    for chunk in iter(lambda: response.read(_CHUNK), b""):
-                        out.write(chunk)
-                        digest.update(chunk)
-                        received += len(chunk)
-                        bar.update(len(chunk))
-        except urllib.error.HTTPError as exc:
-            raise WeightsDownloadError(
-                f"could not download {url}: the server answered HTTP {exc.code} ({exc.reason}). "
-                f"Check the URL; or download the file yourself and pass its path.") from None
-        except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise WeightsDownloadError(
-                f"could not download {url}: {reason}. Are you offline or behind a proxy, or is "
-                f"the URL unreachable? Download the file on a connected machine and put it at "
-                f"{dst}, or pass its local path instead of the entry name.") from None
-        if total is not None and received != total:
-            raise WeightsDownloadError(
-                f"download of {url} was interrupted: got {received} of {total} bytes. Try again.")
-        actual = digest.hexdigest()
-        if sha256 and not actual.startswith(sha256.lower()):
-            raise HashMismatchError(
-                f"SHA-256 of the file downloaded from {url} is {actual}, expected {sha256}; the "
-                f"file was deleted. Try again (a proxy or an interrupted transfer can corrupt it); "
-                f"if it persists the URL serves a different file than the registered one: pass "
-                f"check_hash=False to use it anyway.")
-        os.replace(partial, dst)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+        # Checks inside the with: a failed one leaves nothing at dst (atomic_write removes the
+        # temporary file), and a finished download replaces dst in one rename.
+        with urllib.request.urlopen(request, timeout=timeout) as response, \
+                atomic_write(dst) as out:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            received = 0
+            with _progress_bar(total, os.path.basename(dst), progress) as bar:
+                for chunk in iter(lambda: response.read(_CHUNK), b""):
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    bar.update(len(chunk))
+            if total is not None and received != total:
+                raise WeightsDownloadError(f"download of {url} was interrupted: got {received} "
+                                           f"of {total} bytes. Try again.")
+            actual = digest.hexdigest()
+            if sha256 and not actual.startswith(sha256.lower()):
+                raise HashMismatchError(
+                    f"SHA-256 of the file downloaded from {url} is {actual}, expected {sha256}; "
+                    f"the file was deleted. Try again (a proxy or an interrupted transfer can "
+                    f"corrupt it); if it persists the URL serves a different file than the "
+                    f"registered one: pass check_hash=False to use it anyway.")
+    except urllib.error.HTTPError as exc:
+        raise WeightsDownloadError(
+            f"could not download {url}: the server answered HTTP {exc.code} ({exc.reason}). "
+            f"Check the URL; or download the file yourself and pass its path.") from None
+    except (urllib.error.URLError, socket.timeout, ConnectionError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise WeightsDownloadError(
+            f"could not download {url}: {reason}. Are you offline or behind a proxy, or is "
+            f"the URL unreachable? Download the file on a connected machine and put it at "
+            f"{dst}, or pass its local path instead of the entry name.") from None
     return dst
+
+
+def _matches(path: str, sha256: Optional[str]) -> bool:
+    """``path`` exists and (when a hash is given) has it: a cached download to trust."""
+    return os.path.isfile(path) and (not sha256 or sha256sum(path).startswith(sha256.lower()))
 
 
 def cached_download(url: str, filename: str, sha256: Optional[str] = None,
                     progress: bool = True, check_hash: bool = True) -> str:
-    """The cached copy of ``url`` (downloaded on first use) in :func:`cache_dir`."""
+    """The cached copy of ``url`` in :func:`cache_dir`, downloaded on first use, and again when
+    the cached file's SHA-256 is not ``sha256`` (truncated or damaged)."""
     dst = os.path.join(cache_dir(), filename)
-    if not os.path.isfile(dst):
-        download(url, dst, sha256 if check_hash else None, progress)
+    sha256 = sha256 if check_hash else None
+    if not _matches(dst, sha256):
+        download(url, dst, sha256, progress)
     return dst
 
 
 def save_checkpoint(path: str, state_dict: dict, meta: dict) -> str:
     """Write ``{'state_dict', 'meta'}`` atomically (readable by ``torch.load(weights_only=True)``,
     mmengine's ``Pretrained`` init and :func:`mnet_backbone.weights.load_weights`)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    partial = f"{path}.{os.getpid()}.partial"
     meta = dict(meta, format="mnet_backbone", format_version=FORMAT_VERSION)
-    try:
-        torch.save({"state_dict": state_dict, "meta": meta}, partial)
-        os.replace(partial, path)
-    finally:
-        if os.path.exists(partial):
-            os.remove(partial)
+    with atomic_write(path) as f:
+        torch.save({"state_dict": state_dict, "meta": meta}, f)
     return path
 
 
-def load_checkpoint(path: str) -> dict:
-    """``torch.load`` with ``weights_only=True``; unreadable files raise CorruptWeightsError."""
+def _numpy_globals() -> list:
+    multiarray = (getattr(np, "_core", None) or np.core).multiarray
+    names = [multiarray._reconstruct, np.ndarray, np.dtype]
+    if hasattr(multiarray, "scalar"):
+        names.append(multiarray.scalar)
+    # Each dtype pickles as its own class (numpy >= 1.25: numpy.dtypes.Float64DType, ...).
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        names += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith("DType")]
+    return names
+
+
+def runner_checkpoint_globals() -> list:
+    """What an mmengine Runner checkpoint stores besides tensors (its message hub's
+    ``HistoryBuffer`` objects, the numpy arrays in them, the ``getattr`` reductions of their
+    statistics methods): the allow-list of a safe load of such a file. Needs ``mmengine.logging``
+    only (not mmdet); ``[]`` without mmengine."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        from mmengine.logging import HistoryBuffer
+    except ImportError:
+        return []
+    return [HistoryBuffer, getattr, *_numpy_globals()]
+
+
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _unreadable(path: str, exc: BaseException) -> UnreadableCheckpointError:
+    """The one-line error for a file torch.load refused; torch's own text is not repeated (it
+    suggests weights_only=False, which runs arbitrary code from an untrusted file)."""
+    refused = _REFUSED_GLOBAL.search(str(exc))
+    if refused:
+        name = refused.group(1)
+        if name.startswith("mmengine.") and not runner_checkpoint_globals():
+            return UnreadableCheckpointError(
+                f"{path} is an mmengine Runner checkpoint: reading it needs mmengine "
+                f"(pip install mmengine), whose message-hub objects it stores")
+        return UnreadableCheckpointError(
+            f"{path} holds Python objects ({name}) that a safe, weights-only load does not "
+            f"create; if it is yours, save the tensors alone: "
+            f"torch.save(model.state_dict(), path)")
+    found = describe_file(path)
+    if found.startswith(("empty", "a truncated", "a pickle", "a PyTorch")):
+        advice = ("it is corrupt or truncated (an interrupted save, copy or download?); save, "
+                  "download or convert it again")
+    elif found.startswith("unknown"):
+        advice = ("it is corrupt or truncated, or not a checkpoint at all; save, download or "
+                  "convert it again")
+    else:  # an image, a web page, ...: the wrong file
+        advice = "this is not a checkpoint; pass the checkpoint file itself"
+    return UnreadableCheckpointError(f"{path} is not a readable checkpoint: the file is {found}; "
+                                     f"{advice}")
+
+
+def load_checkpoint(path: str, map_location="cpu"):
+    """The package's one safe checkpoint reader: ``torch.load(weights_only=True)``, also for
+    mmengine Runner checkpoints (their message-hub objects are allowed while this file is read;
+    the process-wide allow-list is left alone). Needs torch only (mmengine for Runner files).
+
+    A missing file raises FileNotFoundError; any other failure :class:`UnreadableCheckpointError`
+    naming the file and what it holds (empty, truncated zip, JPEG, HTML page, ...).
+    """
+    try:
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as exc:
+            allowed = runner_checkpoint_globals()
+            refused = _REFUSED_GLOBAL.search(str(exc))
+            if not (allowed and refused and refused.group(1).startswith(("mmengine.", "numpy."))):
+                raise
+            with torch.serialization.safe_globals(allowed):
+                return torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as exc:  # pickle, zip and tensor errors all mean the same to a user
-        raise CorruptWeightsError(
-            f"cannot read {path} as a PyTorch checkpoint ({type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}); the file is corrupt, truncated or "
-            f"not a weights-only checkpoint. Download or convert it again.") from None
+    except Exception as exc:  # noqa: BLE001 (zip, pickle, EOF, tensor errors: one message)
+        raise _unreadable(path, exc) from None
+
+
+def _cached_state_dict(path: str, entry) -> Optional[dict]:
+    """The state dict in a converted cache file of ``entry``; None when the file is missing,
+    unreadable (truncated, damaged) or stale (another format version or URL)."""
+    try:
+        checkpoint = load_checkpoint(path)
+    except (FileNotFoundError, CorruptWeightsError):
+        return None
+    meta = checkpoint.get("meta", {}) if isinstance(checkpoint, dict) else {}
+    if (meta.get("format_version") == FORMAT_VERSION and meta.get("url") == entry.url
+            and isinstance(checkpoint.get("state_dict"), dict)):
+        return checkpoint["state_dict"]
+    return None
 
 
 def cached_conversion(entry, convert: Callable[[str], dict], progress: bool = True,
                       check_hash: bool = True) -> dict:
     """``entry``'s weights in this package's format: downloaded, converted once, then cached.
 
-    ``convert(path)`` turns the downloaded file into a state dict. A downloaded file that cannot be
-    converted is deleted so the next call downloads it again.
+    ``convert(path)`` turns the downloaded file into a state dict. Safe for any number of
+    processes at once: a stale or damaged converted file is converted again and replaced (never
+    deleted first, so another process never finds it missing); a cached download that does not
+    convert is downloaded once more; one that was just downloaded and does not convert is deleted
+    and reported. Stale ``*.partial`` files of killed writers are removed on the way.
     """
-    converted = os.path.join(cache_dir(), f"{entry.name}.pth")
-    if os.path.isfile(converted):
+    folder = cache_dir()
+    converted = os.path.join(folder, f"{entry.name}.pth")
+    state_dict = _cached_state_dict(converted, entry)
+    if state_dict is not None:
+        return state_dict
+    clean_stale_partials(folder)
+    sha256 = entry.sha256 if check_hash else None
+    raw = os.path.join(folder, entry.filename)
+    for again in (False, True):
+        fresh = again or not _matches(raw, sha256)
+        if fresh:
+            download(entry.url, raw, sha256, progress)
         try:
-            checkpoint = load_checkpoint(converted)
-            meta = checkpoint.get("meta", {})
-            if (meta.get("format_version") == FORMAT_VERSION and meta.get("url") == entry.url
-                    and isinstance(checkpoint.get("state_dict"), dict)):
-                return checkpoint["state_dict"]
-        except CorruptWeightsError:
-            pass
-        os.remove(converted)  # stale or damaged: convert again
-    raw = cached_download(entry.url, entry.filename, entry.sha256, progress, check_hash)
-    try:
-        state_dict = convert(raw)
-    except CorruptWeightsError as exc:
-        os.remove(raw)
-        raise CorruptWeightsError(
-            f"{exc} The downloaded file {raw} was deleted; the next call downloads it again.") \
-            from None
+            state_dict = convert(raw)
+            break
+        except CorruptWeightsError as exc:
+            if not fresh:  # damaged in the cache (e.g. by an older version): download again
+                continue
+            try:
+                os.remove(raw)
+            except FileNotFoundError:  # another process removed it first
+                pass
+            raise CorruptWeightsError(f"{exc} The downloaded file {raw} was deleted; the next "
+                                      f"call downloads it again.") from None
     save_checkpoint(converted, state_dict, dict(
         entry=entry.name, source=entry.source, url=entry.url, alpha=entry.alpha,
         num_classes=entry.num_classes, model_kwargs=dict(entry.model_kwargs)))

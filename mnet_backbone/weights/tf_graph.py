@@ -23,6 +23,7 @@ The width multiplier is detected from the constant shapes and every layer is che
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import struct
 import tarfile
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..files import atomic_write
 from ..model import TABLE_1, plan_blocks
 from .hub import CorruptWeightsError, IncompatibleWeightsError, WeightsError, sha256sum
 
@@ -630,16 +632,12 @@ def fetch_imagenet_graph(sdist: Optional[str] = None) -> str:
             if member is None:
                 raise WeightsError(f"{sdist} holds no {g.member}")
             os.makedirs(os.path.dirname(dst), exist_ok=True)
-            partial = f"{dst}.{os.getpid()}.partial"
-            try:
-                with open(partial, "wb") as f:
-                    f.write(member.read())
-                if sha256sum(partial) != g.sha256:
-                    raise WeightsError(f"{g.member} of {sdist} has SHA-256 {sha256sum(partial)}, "
-                                       f"expected {g.sha256}")
-                os.replace(partial, dst)
-            finally:
-                if os.path.exists(partial):
-                    os.remove(partial)
+            data = member.read()
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != g.sha256:
+                raise WeightsError(f"{g.member} of {sdist} has SHA-256 {actual}, expected "
+                                   f"{g.sha256}")
+            with atomic_write(dst) as f:
+                f.write(data)
     return dst
 
