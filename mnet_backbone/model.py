@@ -201,13 +201,35 @@ def pad_same(x: Tensor, kernel: int, stride: int) -> Tensor:
     return F.pad(x, [left, right, top, bottom])
 
 
-def check_input(x: Tensor, in_channels: int, min_size: int = MIN_INPUT_SIZE) -> Tensor:
+@torch.jit.unused
+def _check_dtype(x: Tensor, dtype: torch.dtype) -> None:
+    """A ValueError for input of another dtype than the parameters, instead of torch's
+    "expected scalar type ..." from deep inside a convolution. Under autocast, float32/16 and
+    bfloat16 input is fine (autocast casts it, e.g. CPU bfloat16 training); float64 never is."""
+    autocast_casts = x.dtype in (torch.float32, torch.float16, torch.bfloat16)
+    if autocast_casts and torch.is_autocast_enabled(x.device.type):
+        return
+    if x.is_floating_point():
+        fix = (f"convert the input with x.to({dtype}), or the model with model.to({x.dtype})"
+               + (", or run it under torch.autocast" if autocast_casts else ""))
+    else:
+        fix = ("convert images with x.float() and normalise them as the weights expect (the "
+               "package's weights: x / 127.5 - 1)")
+    raise ValueError(f"MobileNetV1 input has dtype {x.dtype} but the model's parameters are "
+                     f"{dtype}; {fix}")
+
+
+def check_input(x: Tensor, in_channels: int, min_size: int = MIN_INPUT_SIZE,
+                dtype: Optional[torch.dtype] = None) -> Tensor:
+    """Shape (and, with ``dtype``, the parameters' dtype) checks of the model input."""
     if x.dim() != 4 or x.shape[1] != in_channels:
         raise ValueError(f"MobileNetV1 expects input of shape (N, {in_channels}, H, W), got "
                          f"{list(x.shape)}; convert images to {in_channels} channels first")
     if x.shape[-2] < min_size or x.shape[-1] < min_size:
         raise ValueError(f"MobileNetV1 input must be at least {min_size}x{min_size}px "
                          f"(the network downsamples 32x), got {list(x.shape[-2:])}; resize it")
+    if dtype is not None and x.dtype != dtype and not torch.jit.is_scripting():
+        _check_dtype(x, dtype)
     return x
 
 
@@ -420,7 +442,7 @@ class MobileNetV1(nn.Module):
     @torch.jit.export
     def forward_features(self, x: Tensor) -> List[Tensor]:
         """Feature maps of the stages in ``out_indices`` (strides 2, 4, 8, 16, 32)."""
-        x = check_input(x, self.in_channels)
+        x = check_input(x, self.in_channels, dtype=self.stages[0][0].conv.weight.dtype)
         outs: List[Tensor] = []
         for i, stage in enumerate(self.stages):
             x = stage(x)
@@ -434,7 +456,7 @@ class MobileNetV1(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Class logits (pooled features when ``num_classes=0``)."""
-        x = check_input(x, self.in_channels)
+        x = check_input(x, self.in_channels, dtype=self.stages[0][0].conv.weight.dtype)
         for stage in self.stages:
             x = stage(x)
         return self.forward_head(x)

@@ -14,6 +14,7 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -34,10 +35,9 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
         f.write('{"a": 1}')
         assert not target.exists()  # nothing visible until the block ends
     assert json.loads(target.read_text()) == {"a": 1}
-    with pytest.raises(RuntimeError, match="boom"):
-        with atomic_write(str(target), "w") as f:
-            f.write('{"a": 2, "cut')
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), atomic_write(str(target), "w") as f:
+        f.write('{"a": 2, "cut')
+        raise RuntimeError("boom")
     assert json.loads(target.read_text()) == {"a": 1}  # the old file, whole
     assert os.listdir(target.parent) == ["f.json"]  # no partial left behind
     with atomic_write(str(target)) as f:
@@ -47,9 +47,8 @@ def test_atomic_write_replaces_only_on_success(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~umask
-    with pytest.raises(ValueError, match="mode must be"):
-        with atomic_write(str(target), "a"):
-            pass
+    with pytest.raises(ValueError, match="mode must be"), atomic_write(str(target), "a"):
+        pass
 
 
 def test_atomic_path_for_writers_that_take_a_name(tmp_path):
@@ -59,10 +58,9 @@ def test_atomic_path_for_writers_that_take_a_name(tmp_path):
         with open(tmp, "wb") as f:
             f.write(b"x" * 10)
     assert target.read_bytes() == b"x" * 10
-    with pytest.raises(KeyboardInterrupt):
-        with atomic_path(str(target)) as tmp:
-            open(tmp, "wb").write(b"half")
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), atomic_path(str(target)) as tmp:
+        Path(tmp).write_bytes(b"half")
+        raise KeyboardInterrupt
     assert target.read_bytes() == b"x" * 10 and os.listdir(tmp_path) == ["m.bin"]
 
 
@@ -82,7 +80,7 @@ def test_concurrent_writers_never_share_a_temporary_file(tmp_path):
         t.start()
     for t in threads:
         t.join()
-    assert open(target, "rb").read() in payloads  # one writer's whole file, never a mix
+    assert Path(target).read_bytes() in payloads  # one writer's whole file, never a mix
     assert os.listdir(tmp_path) == ["out.bin"]
 
 
@@ -138,7 +136,7 @@ class _Server:
                 server.requests.append(self.path)
                 time.sleep(delay)
                 if self.path.startswith("/stall/"):
-                    data = open(os.path.join(root, self.path[len("/stall/"):]), "rb").read()
+                    data = Path(root, self.path[len("/stall/"):]).read_bytes()
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(data)))
                     self.end_headers()
@@ -263,7 +261,7 @@ def test_download_killed_mid_transfer_leaves_a_partial_that_is_cleaned(served, t
                                                                        monkeypatch):
     """kill -9 during a download leaves ``*.partial`` (no torn file under the real name); the
     next load, once it is old, removes it (before: it stayed for ever)."""
-    server, root, _ = served
+    server, _, _ = served
     cache = tmp_path / "home" / "hub" / "checkpoints" / "mnet_backbone"
     entry = _entry("t_killed", f"{server.url}/stall/plain.pth")
     proc = _start(dict(entries=[entry], start=0), _env(tmp_path / "home"))

@@ -1,4 +1,5 @@
-"""Let torch>=2.6's safe ``torch.load`` read mmengine's own Runner checkpoints.
+"""Let torch>=2.6's safe ``torch.load`` read mmengine's own Runner checkpoints, and name files
+that are no checkpoint at all.
 
 mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch 2.6 that means
 ``weights_only=True``, which refuses what every Runner checkpoint stores in its message hub:
@@ -6,36 +7,27 @@ mmengine 0.10.7 calls ``torch.load`` without ``weights_only``; since torch 2.6 t
 statistics methods. ``--resume`` then fails with "Unsupported global: ... HistoryBuffer".
 
 Rather than turning safe loading off, the local-file checkpoint loader of mmengine is replaced by
-one that still loads with ``weights_only=True`` but allows exactly those types, and only while it
-reads a checkpoint (the process-wide allow-list is left alone).
+the package's safe reader (:func:`mnet_backbone.weights.hub.load_checkpoint`, torch only), which
+allows exactly those types while it reads a checkpoint (the process-wide allow-list is left
+alone). Every local checkpoint mmengine reads goes through it (``tools/test.py``'s checkpoint,
+``load_from``, ``resume``, ``init_cfg=dict(type='Pretrained')``), so a truncated, empty or foreign
+file is one :class:`~mnet_backbone.weights.hub.UnreadableCheckpointError` naming the file and
+what it holds, not a zip-reader traceback or torch's advice to load it unsafely.
 """
 import os.path as osp
 
-import numpy as np
 import torch
-from mmengine.logging import HistoryBuffer
 from mmengine.runner import CheckpointLoader
 
+from ..weights.hub import UnreadableCheckpointError, load_checkpoint
 
-def _numpy_globals():
-    multiarray = (getattr(np, '_core', None) or np.core).multiarray
-    names = [multiarray._reconstruct, np.ndarray, np.dtype]
-    if hasattr(multiarray, 'scalar'):
-        names.append(multiarray.scalar)
-    # Each dtype pickles as its own class (numpy >= 1.25: numpy.dtypes.Float64DType, ...).
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        names += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
-    return names
-
-
-MMENGINE_CHECKPOINT_GLOBALS = [HistoryBuffer, getattr, *_numpy_globals()]
+__all__ = ["UnreadableCheckpointError", "load_runner_checkpoint", "load_from_local_safe",
+           "allow_mmengine_checkpoints"]
 
 
 def load_runner_checkpoint(filename: str, map_location=None):
     """``torch.load`` with ``weights_only=True`` that accepts mmengine's checkpoint contents."""
-    with torch.serialization.safe_globals(MMENGINE_CHECKPOINT_GLOBALS):
-        return torch.load(filename, map_location=map_location, weights_only=True)
+    return load_checkpoint(filename, map_location)
 
 
 def load_from_local_safe(filename, map_location):
@@ -43,7 +35,7 @@ def load_from_local_safe(filename, map_location):
     filename = osp.expanduser(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'{filename} can not be found.')
-    return load_runner_checkpoint(filename, map_location)
+    return load_checkpoint(filename, map_location)
 
 
 def allow_mmengine_checkpoints() -> None:
