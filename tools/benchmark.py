@@ -9,9 +9,14 @@ Writes benchmark.md (tables, targets), benchmark.json and benchmark.png (latency
 vs mult-adds of the 16 alpha x resolution models). See tools/classifier_bench.py for the method.
 """
 import argparse
+import os
 import sys
 
 from classifier_bench import BenchConfig, format_markdown, run_benchmark, write_outputs
+
+
+LITERT_DIR = os.environ.get("MNET_LITERT_DIR") or os.path.join(
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mnet-backbone", "litert")
 
 
 def parse_args(argv=None):
@@ -26,6 +31,9 @@ def parse_args(argv=None):
     p.add_argument("--no-grid", action="store_true", help="skip the 16 alpha x resolution models")
     p.add_argument("--agreement-images", type=int, default=500)
     p.add_argument("--out-dir", default="work_dirs/benchmark")
+    p.add_argument("--litert-dir", default=LITERT_DIR,
+                   help="folder tools/install_litert.sh installed the LiteRT peer into "
+                        "(default: %(default)s; the peer is skipped when it is not there)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 3 rounds, 1 batch round, no compile, no grid, a tiny "
                         "agreement model (0.25 MobileNetV1-64, 1 epoch: its agreement means "
@@ -35,6 +43,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if os.path.isdir(args.litert_dir):
+        sys.path.append(args.litert_dir)  # after the venv: the peer shadows none of its packages
     cfg = BenchConfig(threads=args.threads, rounds=args.rounds, calls=args.calls,
                       batch=args.batch, batch_rounds=args.batch_rounds,
                       compile=not args.no_compile, peers=not args.no_peers,

@@ -303,7 +303,7 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, object]:
                               cfg.threads), ref,
                 note="batch 1 graph; batches run image by image")
         else:
-            _log(cfg, "  LiteRT skipped: pip install ai-edge-litert litert-torch")
+            _log(cfg, "  LiteRT skipped: not installed (bash tools/install_litert.sh)")
         _log(cfg, "building timm and torchvision peers ...")
         try:
             import timm
