@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 from typing import Dict, List, Optional
 
 import torch
@@ -33,7 +33,13 @@ def export_files(model: MobileNetV1, onnx_path: str, *, features: bool = False,
                  calib_dir: Optional[str] = None, calib_limit: int = 200,
                  calib_method: str = "minmax", verify: bool = True) -> Dict[str, object]:
     """Write the ONNX file (and optionally TorchScript and int8 ones); verify each against the
-    PyTorch model on a batch of 3 inputs. Returns a summary (paths, differences, agreement)."""
+    PyTorch model on a batch of 3 inputs. Returns a summary (paths, differences, agreement).
+
+    A missing calibration folder, or one without images, is a
+    :class:`~mnet_backbone.deploy.data.CalibrationError` before any export work; other files in it
+    and undecodable images are skipped and counted in ``summary["calibration"]``."""
+    from .data import calibration_files
+    calib = calibration_files(calib_dir, calib_limit) if int8 and calib_dir else None
     summary: Dict[str, object] = {}
     x = torch.randn(3, model.in_channels, resolution, resolution)
     export_onnx(model, onnx_path, features=features, resolution=resolution, opset=opset)
@@ -49,11 +55,13 @@ def export_files(model: MobileNetV1, onnx_path: str, *, features: bool = False,
             summary["torchscript_max_abs_diff"] = verify_torchscript(torchscript, model, x,
                                                                      features=features)
     if int8:
-        from .data import load_images, normalize, render_shapes
+        from .data import normalize, read_images, render_shapes
         from .quant import agreement, quantize_int8
-        if calib_dir:
-            images = normalize(load_images(calib_dir, resolution, limit=calib_limit))
-            source = f"{len(images)} images from {calib_dir}"
+        if calib is not None:
+            raw, bad = read_images(calib[0], resolution)
+            images = normalize(raw)
+            source = (f"{len(images)} images from {calib_dir} ({calib[1]} non-image files, "
+                      f"{bad} undecodable skipped)")
         else:
             images = normalize(render_shapes(calib_limit, resolution, seed=20_000)[0])
             source = f"{len(images)} rendered shape images (pass --calib-dir for your own)"
@@ -88,11 +96,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--no-verify", action="store_true")
     args = p.parse_args(argv)
     out_indices = tuple(args.out_indices) if args.features else (4,)
-    model = build_model(args.weights, args.alpha, args.num_classes, out_indices)
-    summary = export_files(model, args.output, features=args.features,
-                           resolution=args.resolution, opset=args.opset,
-                           torchscript=args.torchscript, int8=args.int8,
-                           calib_dir=args.calib_dir, calib_limit=args.calib_limit,
-                           calib_method=args.calib_method, verify=not args.no_verify)
+    from .data import CalibrationError, calibration_files
+    try:
+        if args.int8 and args.calib_dir:  # before the weights are downloaded or converted
+            calibration_files(args.calib_dir, args.calib_limit)
+        model = build_model(args.weights, args.alpha, args.num_classes, out_indices)
+        summary = export_files(model, args.output, features=args.features,
+                               resolution=args.resolution, opset=args.opset,
+                               torchscript=args.torchscript, int8=args.int8,
+                               calib_dir=args.calib_dir, calib_limit=args.calib_limit,
+                               calib_method=args.calib_method, verify=not args.no_verify)
+    except CalibrationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(summary, indent=1, default=str))
     return 0

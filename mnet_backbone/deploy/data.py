@@ -6,7 +6,8 @@ agreement is measured on a MobileNetV1 *trained* to classify rendered images: on
 square, triangle, star, cross, from :mod:`mnet_backbone.shapes`) of random size, colour, aspect and
 rotation on a cluttered, textured, sometimes blurred background. :func:`shapes_classifier` trains
 one quickly on CPU (and caches it); :func:`load_images` reads a user's own image folder for
-calibration.
+calibration: :func:`calibration_files` lists (and checks) a calibration folder before any export
+work, for the classifier's and the detectors' int8 export alike.
 """
 from __future__ import annotations
 
@@ -22,9 +23,14 @@ from torch import Tensor, nn
 from ..model import MobileNetV1
 
 __all__ = ["render_shapes", "normalize", "calibrate_bn", "train_classifier", "shapes_classifier",
-           "load_images", "accuracy", "IMAGE_EXTENSIONS"]
+           "load_images", "read_images", "calibration_files", "CalibrationError", "accuracy",
+           "IMAGE_EXTENSIONS"]
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
+
+
+class CalibrationError(ValueError):
+    """Calibration images that cannot be used (the message names the folder and the fix)."""
 
 
 def _plain_background(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -186,31 +192,60 @@ def shapes_classifier(alpha: float = 1.0, resolution: int = 128, *, num_train: i
     return model, info
 
 
-def load_images(folder: str, resolution: int = 224, limit: Optional[int] = None,
-                crop_pct: float = 0.875) -> Tensor:
-    """Images of ``folder`` (recursively, sorted) as uint8 N x 3 x H x W: resize the shorter side
-    to ``resolution / crop_pct`` and center-crop (the released weights' evaluation transform)."""
+def calibration_files(folder: Optional[str], limit: Optional[int] = None
+                      ) -> Tuple[List[str], int]:
+    """Up to ``limit`` image files under ``folder`` (recursively, sorted; hidden files and folders
+    left out) and how many other files were skipped. Cheap, so the export tools call it before
+    any export work: a missing folder, or one without images, is a :class:`CalibrationError`."""
+    if not folder or not os.path.isdir(folder):
+        raise CalibrationError(f"calibration folder {folder!r} does not exist; int8 needs "
+                               f"--calib-dir with a few hundred of your images")
+    files, skipped = [], 0
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
+                files.append(os.path.join(root, name))
+            else:
+                skipped += 1
+    if not files:
+        raise CalibrationError(f"calibration folder {folder!r} holds no images "
+                               f"({', '.join(IMAGE_EXTENSIONS)}); {skipped} other files")
+    return files[:limit] if limit else files, skipped
+
+
+def read_images(files: Sequence[str], resolution: int = 224,
+                crop_pct: float = 0.875) -> Tuple[Tensor, int]:
+    """``files`` as uint8 N x 3 x H x W (shorter side resized to ``resolution / crop_pct``, then
+    center-cropped: the released weights' evaluation transform) and the number of files that
+    could not be decoded (skipped; a :class:`CalibrationError` if none could)."""
     from PIL import Image
 
-    files: List[str] = []
-    for root, _, names in os.walk(folder):
-        files += [os.path.join(root, n) for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
-    files.sort()
-    if limit:
-        files = files[:limit]
-    if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder!r}")
-    out = torch.empty(len(files), 3, resolution, resolution, dtype=torch.uint8)
-    short = int(math.floor(resolution / crop_pct))
-    for i, file in enumerate(files):
-        with Image.open(file) as img:
-            img = img.convert("RGB")
-            w, h = img.size
-            scale = short / min(w, h)
-            img = img.resize((max(resolution, round(w * scale)), max(resolution, round(h * scale))),
-                             Image.BILINEAR)
-            left = (img.width - resolution) // 2
-            top = (img.height - resolution) // 2
-            img = img.crop((left, top, left + resolution, top + resolution))
-            out[i] = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
-    return out
+    from .detector_runtime import load_rgb  # the one image decoder of deploy (clear errors)
+
+    short = math.floor(resolution / crop_pct)
+    out: List[Tensor] = []
+    for file in files:
+        try:
+            img = Image.fromarray(load_rgb(file))
+        except ValueError:  # undecodable: truncated, not an image, ...
+            continue
+        w, h = img.size
+        scale = short / min(w, h)
+        img = img.resize((max(resolution, round(w * scale)), max(resolution, round(h * scale))),
+                         Image.BILINEAR)
+        left = (img.width - resolution) // 2
+        top = (img.height - resolution) // 2
+        img = img.crop((left, top, left + resolution, top + resolution))
+        out.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
+    if not out:
+        raise CalibrationError(f"none of the {len(files)} calibration images could be decoded "
+                               f"(e.g. {files[0]!r}); pass a folder of JPEG/PNG images")
+    return torch.stack(out), len(files) - len(out)
+
+
+def load_images(folder: str, resolution: int = 224, limit: Optional[int] = None,
+                crop_pct: float = 0.875) -> Tensor:
+    """Images of ``folder`` (see :func:`calibration_files`) as uint8 N x 3 x H x W
+    (see :func:`read_images`); other and undecodable files are skipped."""
+    return read_images(calibration_files(folder, limit)[0], resolution, crop_pct)[0]

@@ -26,6 +26,8 @@ import torch
 from torch import nn
 
 from . import backends
+# The classifier's export lists and checks calibration folders the same way (one owner: data).
+from .data import CalibrationError, calibration_files
 from .detector_export import RAW_OUTPUTS, DetectorGraph, detector_spec, export_detector
 from .detector_runtime import MANIFEST, DeployedDetector, coco_map, load_rgb
 from .timing import time_interleaved
@@ -34,10 +36,6 @@ __all__ = ["ValSet", "deploy_detector", "check_output_dir", "calibration_files",
            "load_calibration", "raw_output_diff", "CalibrationError"]
 
 FILES = {"fp32": "detector_fp32.onnx", "int8": "detector_int8.onnx"}
-
-
-class CalibrationError(ValueError):
-    """Calibration images that cannot be used (the message names the folder and the fix)."""
 
 
 @dataclass
@@ -69,29 +67,6 @@ def check_output_dir(out_dir: str) -> str:
         raise PermissionError(f"output folder {out_dir!r} cannot be written ({exc.strerror}); "
                               f"pass another --output") from None
     return out_dir
-
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-
-
-def calibration_files(folder: str, limit: int = 100) -> Tuple[List[str], int]:
-    """Up to ``limit`` image files under ``folder`` (sorted) and how many other files were
-    skipped; an error before any work if the folder is missing or holds no images."""
-    if not folder or not os.path.isdir(folder):
-        raise CalibrationError(f"calibration folder {folder!r} does not exist; int8 needs "
-                               f"--calib-dir with a few hundred of your images")
-    files, skipped = [], 0
-    for root, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(names):
-            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith("."):
-                files.append(os.path.join(root, name))
-            else:
-                skipped += 1
-    if not files:
-        raise CalibrationError(f"calibration folder {folder!r} holds no images "
-                               f"({', '.join(IMAGE_EXTENSIONS)}); {skipped} other files")
-    return files[:limit], skipped
 
 
 def load_calibration(files: Sequence[str], size: Tuple[int, int]) -> Tuple[np.ndarray, int]:

@@ -1,0 +1,344 @@
+"""Data checks before (and during) training: a bad annotation or image is named once, not a
+silent mAP or a traceback hours into a run.
+
+* :func:`check_coco` reads a COCO annotation file (malformed JSON: one error naming the file,
+  line and column) and counts each kind of problem in :data:`PROBLEMS` once: boxes of
+  non-positive size, boxes reaching outside their image, category ids not in ``categories``,
+  annotations of unlisted images, duplicate image / annotation ids, images without annotations,
+  image files that are missing or empty (with ``img_dir``), an empty set. A policy per kind
+  (``skip`` with a count, ``error``, ``keep``; ``clip`` for boxes outside the image) decides what
+  happens; it returns the cleaned annotation dict and a :class:`DataReport`.
+* ``CheckedCocoDataset`` (mmdet's ``CocoDataset`` + ``data_checks=dict(...)``) runs it when the
+  data set loads and indexes the cleaned annotations.
+* ``CheckedLoadImageFromFile`` (mmcv's ``LoadImageFromFile`` + ``on_error``): an image that is
+  missing or cannot be decoded during a run is skipped with one warning naming the file and the
+  image id that lists it, and counted; more than ``max_failed_fraction`` of the images loaded
+  failing is an error (the data set is broken, not one file).
+
+Importing this module registers both classes in mmdet's registries.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Tuple, Union
+
+from mmcv.transforms import LoadImageFromFile
+from mmdet.datasets import CocoDataset
+from mmdet.registry import DATASETS, TRANSFORMS
+from mmengine.logging import print_log
+
+from ..files import describe_file
+
+__all__ = ["PROBLEMS", "POLICIES", "DataCheckError", "UnreadableImageError", "DataReport",
+           "read_coco_json", "check_coco", "CheckedCocoDataset", "CheckedLoadImageFromFile"]
+
+# kind: (what it is, in a report line; default policy)
+PROBLEMS: Dict[str, Tuple[str, str]] = {
+    "malformed_box": ("annotations without a finite [x, y, w, h] bbox", "skip"),
+    "non_positive_box": ("boxes of non-positive width or height", "skip"),
+    "box_outside_image": ("boxes reaching outside their image", "skip"),
+    "unknown_category": ("annotations whose category_id is not in 'categories'", "error"),
+    "unknown_image": ("annotations whose image_id is not in 'images'", "skip"),
+    "duplicate_image_id": ("images whose id was listed before", "error"),
+    "duplicate_annotation_id": ("annotations whose id was listed before", "error"),
+    "missing_image_file": ("images whose file is missing or empty (with their annotations)",
+                           "skip"),
+    "image_without_annotations": ("images without annotations", "keep"),
+    "empty": ("an empty set (no images, categories or usable annotations)", "error"),
+}
+POLICIES = ("skip", "error", "keep", "clip")
+# Boxes may pass the border by rounding (COCO stores floats); beyond this many pixels they are
+# outside.
+BORDER_TOLERANCE = 1.0
+
+
+class DataCheckError(ValueError):
+    """An annotation file that cannot be trained on as it is (the message names the file, what is
+    wrong and how to change the policy)."""
+
+
+class UnreadableImageError(OSError):
+    """An image that cannot be read (or too many of them) during a run."""
+
+
+@dataclass
+class DataReport:
+    """What :func:`check_coco` found: counts, one example and the action per problem kind."""
+
+    source: str
+    counts: Dict[str, int] = field(default_factory=dict)
+    examples: Dict[str, str] = field(default_factory=dict)
+    actions: Dict[str, str] = field(default_factory=dict)
+    images: int = 0
+    annotations: int = 0
+
+    def add(self, kind: str, example: str) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        self.examples.setdefault(kind, example)
+
+    def lines(self) -> List[str]:
+        """One line per kind of problem found."""
+        done = {"skip": "skipped", "error": "", "keep": "kept", "clip": "clipped to the image"}
+        return [f"{self.source}: {n} {PROBLEMS[kind][0]}"
+                + (f" {done[self.actions[kind]]}" if done[self.actions[kind]] else "")
+                + f" (e.g. {self.examples[kind]})"
+                for kind, n in self.counts.items()]
+
+    def __str__(self) -> str:
+        summary = f"{self.source}: {self.images} images, {self.annotations} annotations"
+        return "\n".join([summary, *self.lines()]) if self.counts else summary + ", no problems"
+
+
+def read_coco_json(path: str) -> dict:
+    """A COCO annotation file as a dict; malformed JSON is one :class:`DataCheckError` naming the
+    file, line and column (json's own error names neither file nor fix)."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"annotation file {path!r} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except json.JSONDecodeError as exc:
+        raise DataCheckError(f"{path}: malformed JSON at line {exc.lineno}, column {exc.colno}: "
+                             f"{exc.msg}; fix the file (an interrupted write or a hand edit?)"
+                             ) from None
+    except UnicodeDecodeError as exc:
+        raise DataCheckError(f"{path}: not UTF-8 text (byte {exc.start}): the file is "
+                             f"{describe_file(path)}, not a COCO annotation file") from None
+    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
+        raise DataCheckError(f"{path}: not a COCO annotation file (expected an object with "
+                             f"'images', 'annotations' and 'categories' lists)")
+    return data
+
+
+def _policies(policy: Optional[Mapping[str, str]]) -> Dict[str, str]:
+    chosen = {kind: default for kind, (_, default) in PROBLEMS.items()}
+    for kind, value in (policy or {}).items():
+        if kind not in PROBLEMS:
+            raise ValueError(f"data checks: unknown problem kind {kind!r}; kinds: "
+                             f"{', '.join(PROBLEMS)}")
+        allowed = {"box_outside_image": POLICIES, "empty": ("error", "keep")}.get(kind,
+                                                                               POLICIES[:3])
+        if value not in allowed:
+            raise ValueError(f"data checks: policy {value!r} for {kind!r} is not one of "
+                             f"{', '.join(allowed)}")
+        chosen[kind] = value
+    return chosen
+
+
+def _box(ann: dict) -> Optional[List[float]]:
+    box = ann.get("bbox")
+    if (not isinstance(box, (list, tuple)) or len(box) != 4
+            or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)):
+        return None
+    return [float(v) for v in box]
+
+
+def check_coco(annotations: Union[str, dict], img_dir: Optional[str] = None,
+               policy: Optional[Mapping[str, str]] = None,
+               source: Optional[str] = None) -> Tuple[dict, DataReport]:
+    """Check a COCO annotation file (path) or dict; return ``(cleaned dict, report)``.
+
+    ``policy`` overrides the defaults of :data:`PROBLEMS` per kind, e.g.
+    ``dict(box_outside_image='clip', unknown_category='skip')``. ``skip`` drops the annotation
+    (or the image with its annotations), ``keep`` only reports, ``error`` raises one
+    :class:`DataCheckError` listing every problem found (all kinds are counted first). With
+    ``img_dir`` every listed image file must exist and be non-empty. The input is not changed.
+    """
+    if isinstance(annotations, str):
+        source = source or annotations
+        annotations = read_coco_json(annotations)
+    source = source or "annotations"
+    chosen = _policies(policy)
+    report = DataReport(source)
+
+    def flag(kind: str, example: str) -> bool:
+        """Count a problem; True when the item is to be dropped (skip; error raises later)."""
+        report.add(kind, example)
+        return chosen[kind] in ("skip", "error")
+
+    categories = {c.get("id") for c in annotations.get("categories") or [] if isinstance(c, dict)}
+    images: Dict[object, dict] = {}
+    dropped_images = set()  # their annotations go with them, uncounted
+    for image in annotations.get("images") or []:
+        image_id = image.get("id")
+        if image_id in images and flag("duplicate_image_id",
+                                       f"image id {image_id!r} ({image.get('file_name')})"):
+            continue
+        if img_dir is not None:
+            path = os.path.join(img_dir, str(image.get("file_name")))
+            if not os.path.isfile(path) or os.path.getsize(path) == 0:
+                what = "missing" if not os.path.isfile(path) else "empty"
+                if flag("missing_image_file", f"{path} of image id {image_id!r}: {what}"):
+                    dropped_images.add(image_id)
+                    continue
+        images[image_id] = image
+
+    out_anns: List[dict] = []
+    seen_ann_ids = set()
+    for ann in annotations.get("annotations") or []:
+        if ann.get("image_id") in dropped_images and ann.get("image_id") not in images:
+            continue
+        where = f"annotation id {ann.get('id')!r} of image {ann.get('image_id')!r}"
+        if ann.get("id") in seen_ann_ids and flag("duplicate_annotation_id", where):
+            continue
+        seen_ann_ids.add(ann.get("id"))
+        image = images.get(ann.get("image_id"))
+        if image is None and flag("unknown_image", where):
+            continue
+        if ann.get("category_id") not in categories and flag(
+                "unknown_category", f"{where}: category_id {ann.get('category_id')!r}"):
+            continue
+        box = _box(ann)
+        if box is None:
+            if flag("malformed_box", f"{where}: bbox {ann.get('bbox')!r}"):
+                continue
+            out_anns.append(ann)
+            continue
+        x, y, w, h = box
+        if w <= 0 or h <= 0:
+            if flag("non_positive_box", f"{where}: bbox {ann.get('bbox')!r}"):
+                continue
+        elif image is not None and {"width", "height"} <= image.keys():
+            width, height, tol = image["width"], image["height"], BORDER_TOLERANCE
+            if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
+                example = f"{where}: bbox {ann.get('bbox')!r} in a {width}x{height} image"
+                drop = flag("box_outside_image", example)
+                if chosen["box_outside_image"] == "clip":
+                    x0, y0 = max(x, 0.0), max(y, 0.0)
+                    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+                    if x1 <= x0 or y1 <= y0:
+                        continue  # wholly outside: nothing left to clip to
+                    ann = dict(ann, bbox=[x0, y0, x1 - x0, y1 - y0],
+                               area=min(float(ann.get("area", w * h)), (x1 - x0) * (y1 - y0)))
+                elif drop:
+                    continue
+        if "area" not in ann:  # mmdet's parser needs it (and drops area <= 0)
+            ann = dict(ann, area=w * h)
+        out_anns.append(ann)
+
+    with_boxes = {ann.get("image_id") for ann in annotations.get("annotations") or []}
+    out_images = []
+    for image_id, image in images.items():
+        if image_id not in with_boxes and flag(
+                "image_without_annotations", f"image id {image_id!r} ({image.get('file_name')})"):
+            continue
+        out_images.append(image)
+    if not out_images or not categories or not out_anns:
+        what = ("no images" if not out_images else "no categories" if not categories else
+                "no annotations" if not annotations.get("annotations") else
+                f"no usable annotations (all {len(annotations['annotations'])} dropped)")
+        report.add("empty", what)
+    report.actions = {kind: chosen[kind] for kind in report.counts}
+    report.images, report.annotations = len(out_images), len(out_anns)
+    errors = [kind for kind in report.counts if chosen[kind] == "error"]
+    if errors:
+        lines = [line for kind, line in zip(report.counts, report.lines()) if kind in errors]
+        others = [line for kind, line in zip(report.counts, report.lines()) if kind not in errors]
+        raise DataCheckError("\n".join(
+            lines + [f"  (also: {line})" for line in others]
+            + [f"  fix the annotation file, or choose another policy, e.g. "
+               f"data_checks=dict({errors[0]}='skip')" if errors[0] != "empty" else
+               "  point the config at annotations with boxes (data_root / ann_file)"]))
+    cleaned = dict(annotations, images=out_images, annotations=out_anns)
+    return cleaned, report
+
+
+def _coco_from_dict(data: dict):
+    """mmdet's COCO API object over an annotation dict (instead of a file)."""
+    from mmdet.datasets.api_wrappers import COCO
+
+    coco = COCO()
+    coco.dataset = data
+    coco.createIndex()
+    coco.img_ann_map, coco.cat_img_map = coco.imgToAnns, coco.catToImgs  # mmdet's aliases
+    return coco
+
+
+@DATASETS.register_module()
+class CheckedCocoDataset(CocoDataset):
+    """mmdet's ``CocoDataset`` whose annotation file passes :func:`check_coco` first.
+
+    ``data_checks``: the policy per problem kind (see :data:`PROBLEMS`), plus
+    ``check_files=True`` to also require every listed image file (stat only, no decoding). The
+    report goes to the log once, before training or testing starts.
+    """
+
+    def __init__(self, *args, data_checks: Optional[dict] = None, **kwargs):
+        self.data_checks = dict(data_checks or {})
+        super().__init__(*args, **kwargs)
+
+    def load_data_list(self) -> List[dict]:
+        policy = dict(self.data_checks)
+        check_files = policy.pop("check_files", False)
+        img_dir = self.data_prefix.get("img") if check_files else None
+        cleaned, report = check_coco(self.ann_file, img_dir=img_dir, policy=policy)
+        for line in str(report).splitlines():
+            print_log(line, logger="current",
+                      level=logging.WARNING if report.counts else logging.INFO)
+        # CocoDataset reads the file through self.COCOAPI(path): index the cleaned dict instead.
+        self.COCOAPI = lambda _path: _coco_from_dict(cleaned)
+        try:
+            return super().load_data_list()
+        finally:
+            del self.COCOAPI  # back to the class's
+
+
+@TRANSFORMS.register_module()
+class CheckedLoadImageFromFile(LoadImageFromFile):
+    """``LoadImageFromFile`` that survives a broken image in a long run.
+
+    ``on_error='skip'`` (training): a missing, empty or undecodable image is skipped (the
+    transform returns None and mmengine's data set draws another sample) with one warning
+    naming the file and the image id that lists it; when more than ``max_failed_fraction`` of
+    the images loaded in this process failed (and more than ``min_failures``), it is an
+    :class:`UnreadableImageError`. ``on_error='error'`` (testing, where every image counts): the
+    first failure is that error, in one line. Counts are per data loader worker process.
+    """
+
+    def __init__(self, *args, on_error: str = "skip", max_failed_fraction: float = 0.01,
+                 min_failures: int = 3, **kwargs):
+        if on_error not in ("skip", "error"):
+            raise ValueError(f"CheckedLoadImageFromFile: on_error must be 'skip' or 'error', "
+                             f"got {on_error!r}")
+        if kwargs.get("ignore_empty"):
+            raise ValueError("CheckedLoadImageFromFile: use on_error='skip' instead of "
+                             "ignore_empty=True")
+        super().__init__(*args, **kwargs)
+        self.on_error, self.max_failed_fraction = on_error, float(max_failed_fraction)
+        self.min_failures = int(min_failures)
+        self.seen, self.failed = 0, {}  # failed: path -> why
+
+    @staticmethod
+    def _why(path: str) -> str:
+        if not os.path.exists(path):
+            return "the file does not exist"
+        return f"the file is {describe_file(path)} and cannot be decoded"
+
+    def transform(self, results: dict) -> Optional[dict]:
+        self.seen += 1
+        try:
+            return super().transform(results)
+        except Exception as exc:  # noqa: BLE001 (FileNotFoundError, cv2.error, the assert, ...)
+            path = str(results.get("img_path"))
+            listed = (f" (image id {results['img_id']!r} of the annotation file)"
+                      if "img_id" in results else "")
+            why = self._why(path) if "://" not in path else f"{type(exc).__name__}: {exc}"
+            if self.on_error == "error":
+                raise UnreadableImageError(f"image {path}{listed}: {why}") from None
+        first = path not in self.failed
+        self.failed[path] = why
+        failed = len(self.failed)
+        if failed > max(self.min_failures, self.max_failed_fraction * self.seen):
+            raise UnreadableImageError(
+                f"{failed} of the {self.seen} images loaded could not be read (more than "
+                f"{self.max_failed_fraction:.1%}): the data set is damaged, not one file; e.g. "
+                f"{path}{listed}: {why}. Fix or remove the files (check_coco with "
+                f"check_files=True lists missing ones), or raise max_failed_fraction")
+        if first:
+            print_log(f"skipped image {path}{listed}: {why}; {failed} of {self.seen} images "
+                      f"skipped so far", logger="current", level=logging.WARNING)
+        return None
