@@ -1,5 +1,5 @@
-"""Test a detector (mmdet) or classifier (mmpretrain) checkpoint: ``python tools/test.py CONFIG CHECKPOINT
-[--work-dir DIR] [--out results.pkl] [--show-dir vis] [--cfg-options k=v ...]``."""
+"""Test a detector (mmdet) or classifier (mmpretrain) checkpoint: ``python tools/test.py CONFIG
+CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir vis] [--cfg-options k=v ...]``."""
 import sys
 
 from mnet_backbone.mmdet_plugin.tools import run_cli, test

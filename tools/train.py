@@ -1,5 +1,5 @@
-"""Train a detector (mmdet) or classifier (mmpretrain) config: ``python tools/train.py CONFIG [--work-dir DIR]
-[--resume [CKPT]] [--amp] [--cfg-options k=v ...] [--launcher pytorch]``."""
+"""Train a detector (mmdet) or classifier (mmpretrain) config: ``python tools/train.py CONFIG
+[--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...] [--launcher pytorch]``."""
 import sys
 
 from mnet_backbone.mmdet_plugin.tools import run_cli, train

@@ -44,8 +44,8 @@ def _datasets(loader_cfg):
 
 
 # Expected layout and demo set per data set type, for the message below (default: COCO).
-_CLS_HINT = ('class folders: {root}/{{train,val}}/<class>/*.jpg; ImageNet: '
-             'train/<wnid>/*.JPEG + val/<wnid>/*.JPEG', 'python tools/make_shapes_cls_dataset.py')
+_CLS_HINT = (('class folders: {root}/{{train,val}}/<class>/*.jpg; ImageNet: '
+              'train/<wnid>/*.JPEG + val/<wnid>/*.JPEG'), 'python tools/make_shapes_cls_dataset.py')
 _LAYOUT_HINTS = {name: _CLS_HINT for name in ('ImageFolderDataset', 'CustomDataset', 'ImageNet')}
 _COCO_HINT = ('COCO layout: {root}/annotations/instances_{{train,val}}2017.json + '
               '{{train,val}}2017/ images', 'python tools/make_shapes_dataset.py')

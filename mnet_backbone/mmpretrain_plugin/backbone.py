@@ -75,4 +75,4 @@ class MobileNetV1(_MMCVMobileNetV1):
         core_to_classifier_keys(state_dict, prefix)
         start = prefix + 'backbone.'
         own = {k[len(start):]: v for k, v in state_dict.items() if k.startswith(start)}
-        check_fit(self, own, 'the checkpoint', strict=False)
+        check_fit(self, own, "the checkpoint's weights", strict=False)
