@@ -273,7 +273,9 @@ class ImageFolderDataset(CustomDataset):
                 return self._bad_image(path, None) if is_loader else None
         return data
 
-    def _bad_image(self, path: str, exc: Optional[Exception]):
+    def _bad_image(self, path: str, exc: Optional[Exception]) -> None:
+        """Raise, or (``bad_images='skip'``, training) log the skip and return None, on which
+        mmengine's ``BaseDataset.__getitem__`` draws another sample."""
         reason = f'{type(exc).__name__}: {exc}' if exc is not None else 'the loader returned None'
         if self.bad_images == 'raise' or self.test_mode:
             fix = ('delete or replace it' if self.test_mode else
