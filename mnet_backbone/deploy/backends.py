@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..files import atomic_write
 from .timing import time_interleaved
 
 __all__ = ["BACKENDS", "PRECISIONS", "Runner", "load", "open_model", "choose_backend",
@@ -203,14 +204,6 @@ def _read_cache(path: str) -> dict:
         return {}  # a missing or damaged cache is only a cache: measure again
 
 
-def _write_cache(path: str, data: dict) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.{os.getpid()}.partial"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
 def sample_input(path: str, batch: int = 1) -> np.ndarray:
     """A random input of the file's input shape (dynamic image sides from its detector spec)."""
     import onnx
@@ -253,7 +246,8 @@ def choose_backend(path: str, precision: str = "fp32", batch: int = 1, threads: 
     medians = {name: round(statistics.median(t) * 1e3, 3) for name, t in times.items()}
     best = min(medians, key=medians.get)
     data[key] = {"backend": best, "median_ms": medians, "measured": time.strftime("%Y-%m-%d")}
-    _write_cache(cache_file, data)
+    with atomic_write(cache_file, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
     return best, medians
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Sequence, Tuple
@@ -34,6 +33,8 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..files import atomic_path
 
 __all__ = ["DetectorSpec", "export_detector", "read_spec", "detector_spec", "DetectorGraph",
            "OUTPUTS", "RAW_OUTPUTS", "UnsupportedDetectorError"]
@@ -145,7 +146,8 @@ def detector_spec(model: nn.Module, input_size=None,
         pre = model.data_preprocessor
         if not getattr(pre, "_channel_conversion", False):
             warnings.warn("the detector's preprocessor does not convert BGR to RGB; the exported "
-                          "graph still takes RGB images and the channel order of its mean/std")
+                          "graph still takes RGB images and the channel order of its mean/std",
+                          stacklevel=2)
         cfg = head.test_cfg
         names = list(class_names) if class_names else list(
             (getattr(model, "dataset_meta", None) or {}).get("classes", ())) or \
@@ -358,7 +360,7 @@ def export_detector(model: nn.Module, path: str, *, input_size=None,
     ``input_size``: (height, width) the network runs at (default: what the model says: its
     anchor generator's ``input_size`` for mmdet SSD, ``transform.fixed_size`` for torchvision).
     ``keep_raw_outputs``: also output the head's raw ``raw_cls`` / ``raw_box`` (for parity
-    checks). The file is written to a temporary name beside ``path`` and renamed into place.
+    checks). The file is written whole or not at all (:func:`mnet_backbone.files.atomic_path`).
     Returns the :class:`DetectorSpec` (also stored in the file's metadata).
     """
     import onnx
@@ -383,22 +385,9 @@ def export_detector(model: nn.Module, path: str, *, input_size=None,
     entry = proto.metadata_props.add()
     entry.key, entry.value = _METADATA_KEY, spec.to_json()
     onnx.checker.check_model(proto)
-    _save_atomic(proto, path)
-    return spec
-
-
-def _save_atomic(proto, path: str) -> None:
-    import onnx
-
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{os.getpid()}.partial")
-    try:
+    with atomic_path(path) as tmp:  # onnx.save wants a name, not an fd-backed file object
         onnx.save(proto, tmp, save_as_external_data=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return spec
 
 
 def read_spec(path: str) -> DetectorSpec:

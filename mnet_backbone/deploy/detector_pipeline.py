@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..files import atomic_write
 from . import backends
 # The classifier's export lists and checks calibration folders the same way (one owner: data).
 from .data import CalibrationError, calibration_files
@@ -92,13 +93,6 @@ def raw_output_diff(runner: backends.Runner, model: nn.Module, images: np.ndarra
     ref = graph(torch.from_numpy(images))[3:]
     got = dict(zip(runner.output_names, runner(images)))
     return max(float(np.abs(got[name] - r.numpy()).max()) for name, r in zip(RAW_OUTPUTS, ref))
-
-
-def _write_json(path: str, data: dict) -> None:
-    tmp = f"{path}.{os.getpid()}.partial"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1, default=str)
-    os.replace(tmp, path)
 
 
 def val_predictions(predict: Callable[[List[np.ndarray]], List[dict]], val: ValSet,
@@ -181,8 +175,9 @@ def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
                                            spec.label_offset)["bbox_mAP"]
         summary["ms_per_image_pytorch"] = round(torch_ms, 2)
         summary["ms_per_image_deployed"] = round(dep_ms, 2)
-    _write_json(os.path.join(out_dir, MANIFEST),
-                {"files": files, "spec": json.loads(spec.to_json()), "summary": summary})
+    with atomic_write(os.path.join(out_dir, MANIFEST), "w") as f:
+        json.dump({"files": files, "spec": json.loads(spec.to_json()), "summary": summary}, f,
+                  indent=1, default=str)
     return summary
 
 
