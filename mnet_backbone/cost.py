@@ -63,20 +63,24 @@ def layer_costs(alpha: float = 1.0, resolution: int = 224, *, separable: bool = 
     return layers
 
 
+def _total(layers: List[LayerCost]) -> Cost:
+    """Summed mult-adds and parameters of ``layers``."""
+    return Cost(sum(layer.mult_adds for layer in layers), sum(layer.params for layer in layers))
+
+
 def count(alpha: float = 1.0, resolution: int = 224, **kwargs) -> Cost:
     """Total mult-adds and parameters by the paper's rule (see :func:`layer_costs`)."""
-    layers = layer_costs(alpha, resolution, **kwargs)
-    return Cost(sum(l.mult_adds for l in layers), sum(l.params for l in layers))
+    return _total(layer_costs(alpha, resolution, **kwargs))
 
 
 def share_by_kind(layers: List[LayerCost]) -> Dict[str, Tuple[float, float]]:
     """Percent of mult-adds and of parameters per layer kind (the paper's Table 2)."""
-    total = Cost(sum(l.mult_adds for l in layers), sum(l.params for l in layers))
+    whole = _total(layers)
     shares: Dict[str, Tuple[float, float]] = {}
-    for kind in dict.fromkeys(l.kind for l in layers):
-        sub = [l for l in layers if l.kind == kind]
-        shares[kind] = (100.0 * sum(l.mult_adds for l in sub) / total.mult_adds,
-                        100.0 * sum(l.params for l in sub) / total.params)
+    for kind in dict.fromkeys(layer.kind for layer in layers):
+        part = _total([layer for layer in layers if layer.kind == kind])
+        shares[kind] = (100.0 * part.mult_adds / whole.mult_adds,
+                        100.0 * part.params / whole.params)
     return shares
 
 
@@ -181,8 +185,8 @@ def paper_tables() -> List[PaperRow]:
 
     # The paper's 4866M for Conv MobileNet leaves out the classifier (its other rows count it).
     conv_net = count(separable=False)
-    without_fc = Cost(conv_net.mult_adds - sum(l.mult_adds for l in layer_costs()
-                                               if l.kind == "fc"), conv_net.params)
+    fc = _total([layer for layer in layer_costs() if layer.kind == "fc"])
+    without_fc = Cost(conv_net.mult_adds - fc.mult_adds, conv_net.params)
     conv_rows = _rows("4", "Conv MobileNet", without_fc, 4866, 29.3)
     conv_rows[0] = conv_rows[0]._replace(
         note=f"paper's count leaves out the FC layer; with it: {_m(conv_net.mult_adds):.1f}M")
@@ -209,9 +213,9 @@ def scaled_by_rho(rho: float, alpha: float = 1.0) -> Cost:
     from counting the real network at the rounded resolution.
     """
     layers = layer_costs(alpha)
-    conv = sum(l.mult_adds for l in layers if l.kind != "fc")
-    fc = sum(l.mult_adds for l in layers if l.kind == "fc")
-    return Cost(int(round(conv * rho * rho)) + fc, sum(l.params for l in layers))
+    fc = _total([layer for layer in layers if layer.kind == "fc"]).mult_adds
+    whole = _total(layers)
+    return Cost(int(round((whole.mult_adds - fc) * rho * rho)) + fc, whole.params)
 
 
 def cross_check(alpha: float = 1.0, resolution: int = 224, **kwargs) -> Tuple[Cost, Cost]:
@@ -244,10 +248,11 @@ def format_layers(alpha: float = 1.0, resolution: int = 224, **kwargs) -> str:
     lines = [f"MobileNetV1 alpha={alpha} resolution={resolution} "
              + " ".join(f"{k}={v}" for k, v in kwargs.items()),
              f"{'layer':14} {'kind':8} {'mult-adds':>14} {'params':>11}"]
-    lines += [f"{l.name:14} {l.kind:8} {l.mult_adds:>14,} {l.params:>11,}" for l in layers]
-    total = Cost(sum(l.mult_adds for l in layers), sum(l.params for l in layers))
-    lines.append(f"{'total':23} {total.mult_adds:>14,} {total.params:>11,}"
-                 f"   ({_m(total.mult_adds):.1f}M mult-adds, {_m(total.params):.2f}M params)")
+    lines += [f"{layer.name:14} {layer.kind:8} {layer.mult_adds:>14,} {layer.params:>11,}"
+              for layer in layers]
+    whole = _total(layers)
+    lines.append(f"{'total':23} {whole.mult_adds:>14,} {whole.params:>11,}"
+                 f"   ({_m(whole.mult_adds):.1f}M mult-adds, {_m(whole.params):.2f}M params)")
     for kind, (ma, pa) in share_by_kind(layers).items():
         lines.append(f"  {kind:8} {ma:6.2f}% of mult-adds  {pa:6.2f}% of params")
     return "\n".join(lines)
