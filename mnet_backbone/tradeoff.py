@@ -253,6 +253,7 @@ class Row:
     batch: int
     threads: int
     samples: int = 0
+    min_ms: float | None = None  # fastest call: what the CPU does when nothing else runs
     auto_ms: dict[str, float] | None = None  # backend="auto": each backend's median
     top1: float | None = None
     top5: float | None = None
@@ -416,13 +417,16 @@ def check_options(backend: str = "auto", precision: str = "fp32", task: str = "c
     for name, value in (("batch", batch), ("threads", threads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    import importlib.util
+    if task == "ssdlite320" and importlib.util.find_spec("torchvision") is None:
+        raise ImportError("the ssdlite320 task builds torchvision's SSDLite: pip install "
+                          "'mnet-backbone[torchvision]'")
     if backend == "pytorch":
         if precision != "fp32":
             raise backends.PrecisionNotSupportedError(
                 f"the pytorch backend times fp32 only; for {precision} use "
                 f"--backend {'openvino' if precision == 'bf16' else 'onnxruntime'} (or auto)")
         return
-    import importlib.util
     for package in ("onnx", "onnxscript"):  # the exporter's needs
         if importlib.util.find_spec(package) is None:
             raise backends.BackendNotInstalledError(
@@ -435,12 +439,9 @@ def check_options(backend: str = "auto", precision: str = "fp32", task: str = "c
                 "'mnet-backbone[deploy]' (or use --backend pytorch)")
         if precision == "bf16":
             backends.check_precision("openvino", precision)
-        if precision == "int8" and importlib.util.find_spec("onnxruntime") is None:
-            raise backends.BackendNotInstalledError(
-                "int8 files are made by ONNX Runtime's quantizer: pip install onnxruntime")
-        return
-    backends.require_backend(backend)
-    backends.check_precision(backend, precision)
+    else:
+        backends.require_backend(backend)
+        backends.check_precision(backend, precision)
     if precision == "int8" and importlib.util.find_spec("onnxruntime") is None:
         raise backends.BackendNotInstalledError(
             "int8 files are made by ONNX Runtime's quantizer: pip install onnxruntime")
@@ -571,7 +572,8 @@ def measure(models: Sequence[ModelSpec] | None = None, *, task: str = "classify"
     for name, row in info.items():
         ms = [t * 1e3 for t in times[name]]
         rows.append(Row(**row, latency_ms=round(statistics.median(ms), 4),
-                        p90_ms=round(float(np.percentile(ms, 90)), 4), samples=len(ms)))
+                        p90_ms=round(float(np.percentile(ms, 90)), 4),
+                        min_ms=round(min(ms), 4), samples=len(ms)))
     return rows
 
 

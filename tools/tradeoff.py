@@ -89,7 +89,14 @@ def fits(rows):
     grid = {(r.alpha, r.resolution) for r in rows}
     if len(alphas) >= 2 and len(sizes) >= 2 and grid == {(a, s) for a in alphas for s in sizes} \
             and len(rows) == len(grid):
-        from mnet_backbone.deploy.bench import scaling_exponents
+        try:  # the classifier benchmark's fit (a sibling tool), when it is there
+            sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+            from classifier_bench import scaling_exponents
+        except ImportError as exc:
+            out["exponents_error"] = f"tools/classifier_bench.py: {exc}"
+            return out
+        finally:
+            sys.path.pop(0)
         exps = scaling_exponents([{"alpha": r.alpha, "resolution": r.resolution,
                                    "mult_adds": r.mult_adds, "ms": r.latency_ms} for r in rows],
                                  "ms")
@@ -126,7 +133,7 @@ def all_rows_table(result):
     """Every measured model, fastest first, with what dominates the ones off the frontier."""
     classify = result.task == "classify"
     head = ["model", "mult-adds (M)"] + (["top-1"] if classify else []) + [
-        "ms (median)", "p90", "GMAC/s", "backend", "frontier"]
+        "ms (median)", "min", "p90", "GMAC/s", "backend", "frontier"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result.rows:
         if r.on_frontier:
@@ -136,34 +143,23 @@ def all_rows_table(result):
         else:
             where = "not ranked: no published accuracy"
         cells = [r.name, f"{r.mult_adds / 1e6:.1f}"] + ([_acc(r.top1)] if classify else []) + [
-            f"{r.latency_ms:.3f}", f"{r.p90_ms:.3f}", f"{_gmacs(r):.1f}", r.backend, where]
+            f"{r.latency_ms:.3f}", "–" if r.min_ms is None else f"{r.min_ms:.3f}",
+            f"{r.p90_ms:.3f}", f"{_gmacs(r):.1f}", r.backend, where]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def _atomic(path, write):
-    folder = osp.dirname(osp.abspath(path))
-    tmp = osp.join(folder, f".{osp.basename(path)}.{os.getpid()}.partial")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if osp.exists(tmp):
-            os.remove(tmp)
-    return path
-
-
 def write_json(data, path):
-    def write(tmp):
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, default=str)
-    return _atomic(path, write)
+    from mnet_backbone.files import atomic_write
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=1, default=str)
+    return path
 
 
 def _log_ticks(axis):
     """Log axis with plain 1-2-5 labels (no 2x10^1 crowding)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     axis.set_minor_formatter(NullFormatter())
 
@@ -181,12 +177,14 @@ def plot(result, fit, path):
     classify = result.task == "classify"
     score = (lambda r: r.top1) if classify else (lambda r: r.mult_adds / 1e6)
     ylabel = "ImageNet top-1 (%, published)" if classify else "mult-adds (M) (no mAP published)"
-    colours = {}
+    alphas = sorted({r.alpha for r in result.rows} | {a.alpha for a in accuracy_table()},
+                    reverse=True)
+    colours = {a: f"C{i % 10}" for i, a in enumerate(alphas)}  # the same in both panels
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(13, 5.2))
     for r in result.rows:
         if score(r) is None:
             continue
-        c = colours.setdefault(r.alpha, f"C{len(colours)}")
+        c = colours[r.alpha]
         ax.scatter(r.latency_ms, score(r), color=c, s=40 if r.on_frontier else 18,
                    alpha=1.0 if r.on_frontier else 0.45, zorder=3)
         ax.annotate(r.name, (r.latency_ms, score(r)), textcoords="offset points",
@@ -201,8 +199,8 @@ def plot(result, fit, path):
         ax.scatter(result.choice.latency_ms, score(result.choice), s=220, facecolors="none",
                    edgecolors="r", lw=2, zorder=4,
                    label=f"best within budget: {result.choice.name}")
-    for a, c in colours.items():
-        ax.scatter([], [], color=c, label=f"alpha {a}")
+    for a in sorted({r.alpha for r in result.rows if score(r) is not None}, reverse=True):
+        ax.scatter([], [], color=colours[a], label=f"alpha {a}")
     ax.set_xscale("log")
     _log_ticks(ax.xaxis)
     first = result.rows[0]
@@ -217,10 +215,10 @@ def plot(result, fit, path):
 
     if classify:
         table = accuracy_table(result.accuracy_source)
-        for i, a in enumerate(sorted({row.alpha for row in table}, reverse=True)):
+        for a in sorted({row.alpha for row in table}, reverse=True):
             pts = [(count(a, row.resolution).mult_adds / 1e6, row.top1, row) for row in table
                    if row.alpha == a and row.top1 is not None]
-            ax2.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=f"C{i}",
+            ax2.plot([p[0] for p in pts], [p[1] for p in pts], "o-", color=colours[a],
                      label=f"alpha {a}")
             for ma, top1, row in pts:
                 ax2.annotate(f"{row.resolution}", (ma, top1), textcoords="offset points",
@@ -253,12 +251,13 @@ def plot(result, fit, path):
         ax2.legend(fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
 
-    def write(tmp):
-        fig.savefig(tmp, dpi=120, format="png")
+    from mnet_backbone.files import atomic_path
     try:
-        return _atomic(path, write)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
     finally:
         plt.close(fig)
+    return path
 
 
 def _fail(parser, message):
@@ -328,6 +327,10 @@ def main(argv=None):
         info["seconds"] = round(time.time() - start, 1)
         options = {"backend": args.backend, "precision": args.precision, "batch": args.batch,
                    "threads": args.threads, "rounds": args.rounds, "calls": args.calls}
+        # the measurement is kept first: whatever happens below, --from-json can re-read it
+        write_json({"task": task, "options": options, "machine": info,
+                    "rows": [r.as_dict() for r in rows]},
+                   osp.join(args.output, f"tradeoff_{task}.json"))
     else:
         info, options = data.get("machine", {}), data.get("options", {})
     error = None
