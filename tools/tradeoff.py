@@ -235,8 +235,10 @@ def plot(result, fit, path):
         fig.text(0.5, 0.005, "accuracy: " + SOURCES[result.accuracy_source], fontsize=6,
                  ha="center", va="bottom")
     else:
-        ax2.scatter([r.mult_adds / 1e6 for r in result.rows], [r.latency_ms for r in result.rows],
-                    color="C0")
+        for r in result.rows:
+            ax2.scatter(r.mult_adds / 1e6, r.latency_ms, color=colours[r.alpha])
+            ax2.annotate(r.name, (r.mult_adds / 1e6, r.latency_ms), textcoords="offset points",
+                         xytext=(4, 3), fontsize=7)
         ax2.set_xscale("log")
         ax2.set_yscale("log")
         _log_ticks(ax2.xaxis)
