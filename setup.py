@@ -1,19 +1,19 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
-version = {}
-for line in (ROOT / "mnet_backbone" / "__init__.py").read_text().splitlines():
-    if line.startswith("__version__"):
-        exec(line, version)
+# The version is written once, in the package; read as text so that setup needs no torch.
+VERSION = re.search(r'^__version__ = "([^"]+)"$', (ROOT / "mnet_backbone" / "__init__.py")
+                    .read_text(), re.M).group(1)
 
 MMDET = ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools",
          "setuptools>=77,<82", "psutil", "seaborn"]  # psutil, seaborn: mmdet's analysis tools
 
 setup(
     name="mnet-backbone",
-    version=version["__version__"],
+    version=VERSION,
     description="MobileNetV1 (Howard et al. 2017) for PyTorch, MMDetection 3.x and torchvision",
     long_description=(ROOT / "README.md").read_text(),
     long_description_content_type="text/markdown",
@@ -35,9 +35,10 @@ setup(
         # Deployment runtimes: ONNX export (onnx, onnxscript), ONNX Runtime and OpenVINO.
         "deploy": ["onnx", "onnxruntime", "onnxscript", "openvino", "nncf"],
         # Test-only peers: the parity tests compare against timm and Keras 3 (torch backend).
+        # scikit-image: real photos for the ImageNet-weight tests (tests/real_weights.py); ruff:
+        # the lint CI runs (ruff.toml).
         "dev": ["pytest", "matplotlib", "timm", "keras>=3", "h5py", "safetensors", "onnx",
-                "onnxruntime", "onnxscript",
-                "scikit-image"],  # real photos for the ImageNet-weight tests (tests/real_weights.py)
+                "onnxruntime", "onnxscript", "scikit-image", "ruff"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

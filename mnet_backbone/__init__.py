@@ -20,7 +20,8 @@ def _load_face(package: str, face: str) -> None:
     except ImportError as exc:  # a broken optional install must not break the core
         warnings.warn(f"mnet_backbone: {package} is installed but its adapter could not be "
                       f"loaded ({exc}); MobileNetV1 is not registered with {package}. "
-                      f"Re-run tools/install.sh to repair the environment.", RuntimeWarning)
+                      f"Re-run tools/install.sh to repair the environment.", RuntimeWarning,
+                      stacklevel=2)
 
 
 _load_face("mmdet", "mmdet_plugin")

@@ -366,7 +366,8 @@ class MobileNetV1(nn.Module):
         super().__init__()
         num_stages = len(TABLE_1)
         if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 0 (0: no classifier), got {num_classes!r}")
+            raise ValueError(f"num_classes must be an int >= 0 (0: no classifier), "
+                             f"got {num_classes!r}")
         out_indices = tuple(out_indices)
         if not out_indices or any(not isinstance(i, int) or not 0 <= i < num_stages
                                   for i in out_indices):
@@ -380,7 +381,8 @@ class MobileNetV1(nn.Module):
         if act_layer is None:
             activations = {"relu6": nn.ReLU6, "relu": nn.ReLU}
             if activation not in activations:
-                raise ValueError(f"activation must be one of {sorted(activations)}, got {activation!r}")
+                raise ValueError(f"activation must be one of {sorted(activations)}, "
+                                 f"got {activation!r}")
             act_layer = activations[activation]
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
@@ -400,7 +402,8 @@ class MobileNetV1(nn.Module):
 
         def block(spec: BlockSpec) -> nn.Module:
             if spec.separable:
-                return DepthwiseSeparable(spec.in_channels, spec.out_channels, spec.stride, **layers)
+                return DepthwiseSeparable(spec.in_channels, spec.out_channels, spec.stride,
+                                          **layers)
             return ConvBNAct(spec.in_channels, spec.out_channels, 3, spec.stride, 1, **layers)
 
         self.stages = nn.ModuleList(Stage(map(block, blocks), with_cp) for blocks in plan)

@@ -19,7 +19,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -39,7 +39,8 @@ class ShapesSpec:
     seed: int = 0
 
 
-def _polygon(cls: str, cx: float, cy: float, w: float, h: float, angle: float) -> List[Tuple[float, float]]:
+def _polygon(cls: str, cx: float, cy: float, w: float, h: float,
+             angle: float) -> List[Tuple[float, float]]:
     if cls == "square":
         pts = [(-1, -1), (1, -1), (1, 1), (-1, 1)]
     elif cls == "triangle":
@@ -229,7 +230,8 @@ def make_shapes_dataset(root: str, spec: ShapesSpec = ShapesSpec()) -> Dict[str,
     The same ``spec`` (including its seed) always produces the same files.
     """
     if spec.num_train < 1 or spec.num_val < 1:
-        raise ValueError(f"num_train and num_val must be >= 1, got {spec.num_train}, {spec.num_val}")
+        raise ValueError(f"num_train and num_val must be >= 1, got {spec.num_train}, "
+                         f"{spec.num_val}")
     if min(spec.image_size) < 2 * spec.min_size:
         raise ValueError(f"image_size {spec.image_size} is too small for objects of "
                          f"{spec.min_size}px; use at least {2 * spec.min_size}px")

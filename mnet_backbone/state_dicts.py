@@ -19,7 +19,8 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: str, show: int
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
-              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(v.shape)]
+              if k in state and hasattr(state[k], "shape")
+              and tuple(state[k].shape) != tuple(v.shape)]
     if not (missing or unexpected or shapes):
         return
     lines = [f"{source} does not fit the model:"]

@@ -2,7 +2,7 @@ import pytest
 
 from mnet_backbone import MobileNetV1
 from mnet_backbone.cost import (count, cross_check, format_paper_tables, layer_costs, measure,
-                                paper_tables, plot_cost_grid, share_by_kind)
+                                paper_tables, share_by_kind)
 
 ROWS = paper_tables()
 
@@ -48,7 +48,8 @@ def test_table2_shares_sum_to_100():
 def test_format_and_cli(tmp_path, capsys):
     text = format_paper_tables()
     assert "Table 7" in text and "1.19" in text and "NO" not in text
-    import importlib.util, pathlib
+    import importlib.util
+    import pathlib
     spec = importlib.util.spec_from_file_location(
         "flops", pathlib.Path(__file__).parents[1] / "tools" / "flops.py")
     flops = importlib.util.module_from_spec(spec)

@@ -11,7 +11,8 @@ pytestmark = pytest.mark.skipif(not has('mmdet'), reason='needs the mmdet extra'
 
 
 def _main_job():
-    spec = importlib.util.spec_from_file_location('main_job', os.path.join(ROOT, 'tools', 'main_job.py'))
+    spec = importlib.util.spec_from_file_location('main_job',
+                                                  os.path.join(ROOT, 'tools', 'main_job.py'))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -93,7 +93,7 @@ def test_with_cp_gives_same_outputs_and_grads():
     outs = [m.train()(x) for m in (plain, cp)]
     for a, b in zip(*outs):
         torch.testing.assert_close(a, b)
-    for model, out in zip((plain, cp), outs):
+    for out in outs:
         sum(o.sum() for o in out).backward()
     for a, b in zip(plain.parameters(), cp.parameters()):
         torch.testing.assert_close(a.grad, b.grad)

@@ -205,10 +205,11 @@ def _env(torch_home):
 
 
 def test_processes_share_a_damaged_cache(served, tmp_path, monkeypatch):
-    """Three loaders (two processes and this one) load three entries at once from a cache holding a stale converted .pth,
-    a truncated converted .pth, truncated raw downloads (with and without a published hash) and
-    partial files of a killed writer and of a live one: all succeed with the same weights and
-    leave one valid file per cache name (before: FileNotFoundError / CorruptWeightsError)."""
+    """Three loaders (two processes and this one) load three entries at once from a cache
+    holding a stale converted .pth, a truncated converted .pth, truncated raw downloads (with and
+    without a published hash) and partial files of a killed writer and of a live one: all
+    succeed with the same weights and leave one valid file per cache name (before:
+    FileNotFoundError / CorruptWeightsError)."""
     server, root, state_dict = served
     from mnet_backbone.weights.hub import load_checkpoint
     entries = [_entry("t_stale", f"{server.url}/a.pth"), _entry("t_trunc", f"{server.url}/b.pth"),
@@ -240,7 +241,7 @@ def test_processes_share_a_damaged_cache(served, tmp_path, monkeypatch):
     time.sleep(max(0.0, spec["start"] - time.time()))
     mine = [load_state_dict(e["name"], progress=False) for e in entries]
     results = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, results):
+    for p, (_, err) in zip(procs, results):
         assert p.returncode == 0, err[-2000:]
     expected = float(sum(v.double().sum() for v in state_dict.values()))
     assert all(torch.equal(sd[k], v) for sd in mine for k, v in state_dict.items())

@@ -57,7 +57,7 @@ def fake_download(monkeypatch):
         torch.manual_seed(7)
         model = MobileNetV1(num_classes=entry.num_classes, **entry_model_kwargs(entry))
         state = model.state_dict()
-        for key, value in state.items():  # make every tensor (BN stats included) recognisable
+        for value in state.values():  # make every tensor (BN stats included) recognisable
             if value.is_floating_point():
                 value.copy_(torch.rand_like(value) + 0.5)
         return state

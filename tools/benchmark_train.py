@@ -23,9 +23,11 @@ MODELS = [
     ('SSD300-MobileNetV1-1.0 (ours)', osp.join(ROOT, 'configs', 'ssd_mnet.py'), 300),
     ('SSD300-MobileNetV1-0.5 (ours)', osp.join(ROOT, 'configs', 'ssd_mnet_a050.py'), 300),
     ('SSDLite320-MobileNetV1-1.0 (ours)', osp.join(ROOT, 'configs', 'ssdlite320_mnet.py'), 320),
-    ('SSDLite320-MobileNetV1-0.5 (ours)', osp.join(ROOT, 'configs', 'ssdlite320_mnet_a050.py'), 320),
+    ('SSDLite320-MobileNetV1-0.5 (ours)', osp.join(ROOT, 'configs', 'ssdlite320_mnet_a050.py'),
+     320),
     ('SSD300-VGG16 (mmdet ssd300_coco)', 'mmdet::ssd/ssd300_coco.py', 300),
-    ('SSDLite320-MobileNetV2 (mmdet)', 'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py', 320),
+    ('SSDLite320-MobileNetV2 (mmdet)',
+     'mmdet::ssd/ssdlite_mobilenetv2-scratch_8xb24-600e_coco.py', 320),
 ]
 
 
@@ -59,7 +61,7 @@ def measure_one(config: str, size: int, batch: int, steps: int, warmup: int, thr
     model.train()
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
-    for i in range(warmup + steps):
+    for _i in range(warmup + steps):
         start = time.perf_counter()
         data = model.data_preprocessor(packed, True)
         loss, _ = model.parse_losses(model(**data, mode='loss'))
@@ -108,9 +110,10 @@ def main(argv=None) -> int:
              '| model | input | mult-adds | params | img/s | s/step | peak RSS (MB) | '
              'mult-adds vs VGG | speed vs VGG |', '|' + ' --- |' * 9]
     for name, size, r in rows:
-        rel = (f'{vgg["mult_adds"] / r["mult_adds"]:.1f}x fewer', f'{r["img_per_s"] / vgg["img_per_s"]:.1f}x') \
-            if vgg else ('', '')
-        lines.append(f'| {name} | {size} | {r["mult_adds"] / 1e9:.2f}B | {r["params"] / 1e6:.2f}M | '
+        rel = (f'{vgg["mult_adds"] / r["mult_adds"]:.1f}x fewer',
+               f'{r["img_per_s"] / vgg["img_per_s"]:.1f}x') if vgg else ('', '')
+        lines.append(f'| {name} | {size} | {r["mult_adds"] / 1e9:.2f}B | '
+                     f'{r["params"] / 1e6:.2f}M | '
                      f'{r["img_per_s"]:.2f} | {r["step_s"]:.2f} | {r["peak_rss_mb"]:.0f} | '
                      f'{rel[0]} | {rel[1]} |')
     table = '\n'.join(lines)

@@ -187,8 +187,9 @@ def _machine(threads: int) -> Dict[str, object]:
     try:
         with open("/proc/cpuinfo") as f:
             text = f.read()
-        model = [l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")]
-        flags = [l for l in text.splitlines() if l.startswith("flags")]
+        lines = text.splitlines()
+        model = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+        flags = [line for line in lines if line.startswith("flags")]
         info["cpu"] = model[0] if model else platform.processor()
         if flags:
             have = flags[0].split()
@@ -413,9 +414,11 @@ def _grid(cfg: BenchConfig, bn_images: Tensor) -> List[dict]:
                 path = export_onnx(model, os.path.join(tmp, f"{key}.onnx"), resolution=res)
                 runners_ort[key] = OrtModel(path, cfg.threads, streams=1)
                 runners_dep[key] = deploy(model)
-                rows.append(dict(alpha=alpha, resolution=res, mult_adds=count(alpha, res).mult_adds))
+                rows.append(dict(alpha=alpha, resolution=res,
+                                 mult_adds=count(alpha, res).mult_adds))
         inputs = {res: torch.nn.functional.interpolate(bn_images[:1], size=(res, res),
-                                                       mode="bilinear") for res in PAPER_RESOLUTIONS}
+                                                       mode="bilinear")
+                  for res in PAPER_RESOLUTIONS}
         for label, runners in (("ort_ms", runners_ort), ("deploy_ms", runners_dep)):
             # One timing call per model and round, rounds interleave the models.
             per = {k: [] for k in runners}
@@ -530,8 +533,10 @@ def _targets(report: Dict[str, object]) -> List[dict]:
     if timm_ort:
         target("best fp32 path at batch 1 faster than ONNX Runtime on timm's export",
                best["b1_median_ms"] < timm_ort["b1_median_ms"],
-               f"{best['name']}: {best['b1_median_ms']:.2f} ms vs {timm_ort['b1_median_ms']:.2f} ms")
-    target("best fp32 path within 1.2x of the GEMM-peak time", best["b1_median_ms"] <= 1.2 * peak_ms,
+               f"{best['name']}: {best['b1_median_ms']:.2f} ms vs "
+               f"{timm_ort['b1_median_ms']:.2f} ms")
+    target("best fp32 path within 1.2x of the GEMM-peak time",
+           best["b1_median_ms"] <= 1.2 * peak_ms,
            f"{best['b1_median_ms']:.2f} ms vs {peak_ms:.2f} ms at {peak:.0f} GFLOP/s "
            f"({best['b1_median_ms'] / peak_ms:.2f}x)")
     best_batch = max(ours_fp32, key=lambda p: p["batch_img_s"])
@@ -600,8 +605,8 @@ def format_markdown(report: Dict[str, object]) -> str:
              f" at end.",
              "GEMM peak (2048^3 fp32): " + ", ".join(f"{k} {v:.0f} GFLOP/s"
                                                      for k, v in report["gemm_gflops"].items())
-             + f"; the peak used for the % column and the targets: {peak:.0f} GFLOP/s (ONNX Runtime "
-             f"MatMul, as in the issue)"
+             + f"; the peak used for the % column and the targets: {peak:.0f} GFLOP/s "
+             f"(ONNX Runtime MatMul, as in the issue)"
              f" = {2 * report['paths'][0]['mult_adds'] / peak / 1e6:.2f} ms for the 1.0-224 "
              f"model's {2 * report['paths'][0]['mult_adds'] / 1e9:.2f} GFLOP.",
              "",
@@ -613,7 +618,8 @@ def format_markdown(report: Dict[str, object]) -> str:
         diff = "–" if p["max_diff"] is None else f"{p['max_diff']:.1e}"
         lines.append(f"| {p['name']} | {p['precision']} | {p['b1_median_ms']:.2f} | "
                      f"{p['b1_p90_ms']:.2f} | {p['b1_img_s']:.0f} | {p['batch_ms']:.0f} | "
-                     f"{p['batch_img_s']:.0f} | {p['gflops']:.0f} | {p['pct_peak']:.0f}% | {diff} |")
+                     f"{p['batch_img_s']:.0f} | {p['gflops']:.0f} | {p['pct_peak']:.0f}% | "
+                     f"{diff} |")
     lines += ["", "GFLOP/s = 2 x paper mult-adds (569M for 1.0 MobileNet-224, conv + fc weights) "
               "/ batch-1 median time; max abs diff: logits vs the same family's eager model on two "
               "images (int8: see agreement). Notes: " + "; ".join(

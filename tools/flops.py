@@ -12,7 +12,8 @@ from mnet_backbone.model import input_size
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--alpha", type=float, help="width multiplier: print this model's layers")
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--resolution", type=int, help="input size in pixels (default 224)")
@@ -43,8 +44,9 @@ def main(argv=None) -> int:
             analytic, hooked = cost.cross_check(**kwargs)
             same = analytic == hooked
             ok &= same
-            print(f"  {label:15} {hooked.mult_adds / 1e6:9.2f}M mult-adds {hooked.params / 1e6:6.3f}M"
-                  f" params  {'equal' if same else 'DIFFERENT from ' + str(analytic)}")
+            verdict = 'equal' if same else f'DIFFERENT from {analytic}'
+            print(f"  {label:15} {hooked.mult_adds / 1e6:9.2f}M mult-adds "
+                  f"{hooked.params / 1e6:6.3f}M params  {verdict}")
         print("\nall rows match the paper" if ok else "\nSOME ROWS DIFFER")
     if args.plot:
         print(f"plot written to {cost.plot_cost_grid(args.plot)}")

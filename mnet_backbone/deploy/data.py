@@ -134,7 +134,7 @@ def train_classifier(model: nn.Module, images: Tensor, labels: Tensor, *, epochs
     model.train()
     step = 0
     start = time.time()
-    for epoch in range(epochs):
+    for _ in range(epochs):
         order = torch.randperm(len(images), generator=gen)
         for i in range(0, len(images), batch):
             idx = order[i:i + batch]

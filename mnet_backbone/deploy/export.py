@@ -17,7 +17,7 @@ import io
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Tuple
 
 import torch
 from torch import Tensor, nn

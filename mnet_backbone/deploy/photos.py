@@ -22,7 +22,8 @@ __all__ = ["CALIBRATION_PHOTOS", "EVALUATION_PHOTOS", "ALL_PHOTOS", "VIEWS", "lo
            "view", "photo_views"]
 
 # name -> skimage.data function (and the index of a tuple-valued one).
-_SOURCES = {"motorcycle_left": ("stereo_motorcycle", 0), "motorcycle_right": ("stereo_motorcycle", 1)}
+_SOURCES = {"motorcycle_left": ("stereo_motorcycle", 0),
+            "motorcycle_right": ("stereo_motorcycle", 1)}
 
 # Disjoint by source photo. Each side has colour photos, grey photos and textures.
 CALIBRATION_PHOTOS: Tuple[str, ...] = ("chelsea", "astronaut", "immunohistochemistry", "camera",

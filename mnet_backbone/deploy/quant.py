@@ -140,9 +140,10 @@ def quantize_int8_accurate(model, int8_path: str, calibration: Tensor, *,
     u8 x s8 pairs in saturating int16 (``vpmaddubsw``; ONNX Runtime documents it): with full
     8-bit weights the file then runs far from its own QDQ semantics on real weights (measured
     4.9 dB vs 21.4 dB logit SQNR); with 7-bit weights kernels and QDQ graph agree (18.5 dB on
-    ONNX Runtime and OpenVINO alike). The file is then safe on any CPU. ``equalize``: cross-layer equalization of the activation channels
-    first (:func:`~mnet_backbone.deploy.equalize.equalize_cross_layer`; off by default: it did
-    not pay on Google's weights once the bias is corrected).
+    ONNX Runtime and OpenVINO alike). The file is then safe on any CPU. ``equalize``: cross-layer
+    equalization of the activation channels first
+    (:func:`~mnet_backbone.deploy.equalize.equalize_cross_layer`; off by default: it did not pay
+    on Google's weights once the bias is corrected).
     """
     from .equalize import bias_correct, equalize_cross_layer
     from .export import export_onnx

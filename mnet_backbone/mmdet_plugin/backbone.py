@@ -43,7 +43,8 @@ class MobileNetV1(core.MobileNetV1, BaseModule):
                 raise TypeError(f'MobileNetV1: pretrained must be a checkpoint path or URL, got '
                                 f'{type(pretrained).__name__}')
             warnings.warn('MobileNetV1: pretrained= is deprecated, use '
-                          'init_cfg=dict(type="Pretrained", checkpoint=...)', DeprecationWarning)
+                          'init_cfg=dict(type="Pretrained", checkpoint=...)', DeprecationWarning,
+                          stacklevel=2)
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         norm_cfg, act_cfg = copy.deepcopy(norm_cfg), copy.deepcopy(act_cfg)
         super().__init__(

@@ -114,9 +114,9 @@ def compare_panels(img: Image.Image, truth: Sequence[tuple], predictions: Sequen
              [(*p[:4], f'{p[4]} {p[5]:.2f}') for p in kept], PRED_COLOUR)):
         panel = img.copy()
         draw = ImageDraw.Draw(panel)
-        for x0, y0, x1, y1, text in boxes:
-            draw.rectangle([x0, y0, x1, y1], outline=colour, width=max(2, min(w, h) // 160))
-        for x0, y0, x1, y1, text in boxes:  # labels last, so no box line crosses them
+        for *corners, _ in boxes:
+            draw.rectangle(corners, outline=colour, width=max(2, min(w, h) // 160))
+        for x0, y0, _, _, text in boxes:  # labels last, so no box line crosses them
             _label(draw, (x0, y0), text, colour, font, w, h)
         panels.append((heading, panel, colour))
     bar = font.size + 8 if hasattr(font, 'size') else 18

@@ -18,9 +18,9 @@ backbone, the widths that must equal the backbone's outputs are set from the bac
 * Any other neck: its ``in_channels`` must already match, else one error names both.
 
 Every change is logged (what was written, what is used). A backbone that names ``mnet://``
-weights whose input normalisation is not the detector's gets a warning naming both. A width that cannot be derived is a
-``ValueError`` at build time naming the backbone's output channels and the keys to set, instead
-of a convolution shape error at the first forward.
+weights whose input normalisation is not the detector's gets a warning naming both. A width that
+cannot be derived is a ``ValueError`` at build time naming the backbone's output channels and the
+keys to set, instead of a convolution shape error at the first forward.
 
 How it reaches mmdet: :func:`patch_detectors` wraps ``SingleStageDetector.__init__`` and
 ``TwoStageDetector.__init__`` of mmdet 3.3.x (their subclasses, e.g. ``FasterRCNN``,
@@ -364,7 +364,7 @@ def patch_detectors() -> bool:
     if not mmdet.__version__.startswith(SUPPORTED_MMDET):
         warnings.warn(f'mnet_backbone: mmdet {mmdet.__version__} is not {SUPPORTED_MMDET}x, so '
                       f'neck/head widths do not follow the MobileNetV1 backbone: write '
-                      f'model.neck.in_channels etc. for your alpha/out_indices')
+                      f'model.neck.in_channels etc. for your alpha/out_indices', stacklevel=2)
         return False
     from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
     for cls, heads in ((SingleStageDetector, ('bbox_head',)),

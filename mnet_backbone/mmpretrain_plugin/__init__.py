@@ -24,13 +24,14 @@ for _needed in ('mmpretrain', 'mmdet'):
         raise ImportError(f'mnet_backbone: the classification face (configs/mnet_cls_*.py) '
                           f'needs {_needed}, which is not installed: {_EXTRA}')
 
-from mmpretrain.registry import DATASETS, HOOKS, MODELS, OPTIMIZERS
+# After the check above, so that a missing package is the message naming the extra.
+from mmpretrain.registry import DATASETS, HOOKS, MODELS, OPTIMIZERS  # noqa: E402
 
-from .backbone import MobileNetV1
-from .data import ClassificationDataError, ImageFolderDataset, UnreadableImageError
-from .hooks import BackboneSettingsHook, ClsNumClassesCheckHook
-from .optim import RMSpropTF
-from .widths import patch_classifiers, unpatch_classifiers
+from .backbone import MobileNetV1  # noqa: E402
+from .data import ClassificationDataError, ImageFolderDataset, UnreadableImageError  # noqa: E402
+from .hooks import BackboneSettingsHook, ClsNumClassesCheckHook  # noqa: E402
+from .optim import RMSpropTF  # noqa: E402
+from .widths import patch_classifiers, unpatch_classifiers  # noqa: E402
 
 __all__ = [
     'REGISTERED',

@@ -105,7 +105,8 @@ def patch_classifiers() -> bool:
     if not mmpretrain.__version__.startswith(SUPPORTED_MMPRETRAIN):
         warnings.warn(f'mnet_backbone: mmpretrain {mmpretrain.__version__} is not '
                       f'{SUPPORTED_MMPRETRAIN}x, so the classifier head does not follow the '
-                      f'MobileNetV1 backbone: write model.head.in_channels for your alpha')
+                      f'MobileNetV1 backbone: write model.head.in_channels for your alpha',
+                      stacklevel=2)
         return False
     from mmpretrain.models.classifiers import ImageClassifier
     if ImageClassifier not in _ORIGINALS:

@@ -18,13 +18,12 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
+from .. import weights as _weights
 from ..cost import count
 from ..model import MIN_INPUT_SIZE, MobileNetV1
 from . import _compat
 
 _TV = _compat.load()
-
-from .. import weights as _weights
 
 __all__ = ["MobileNet_V1_Weights", "mobilenet_v1", "make_weights_enum", "entry_model_kwargs",
            "UnknownWeightsError"]

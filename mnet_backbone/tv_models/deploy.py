@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..state_dicts import CheckpointMismatchError, check_state_dict
+from ..weights.hub import load_checkpoint
 
 __all__ = ["load_tv_detector", "pytorch_predict"]
 
@@ -25,11 +26,7 @@ def load_tv_detector(builder: str, checkpoint: str, **kwargs) -> torch.nn.Module
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
     model = get_model(builder, weights=None, **kwargs)
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for a file that is no checkpoint
-        raise CheckpointMismatchError(f"{checkpoint}: cannot be read as a state dict "
-                                      f"({type(exc).__name__}: {str(exc).splitlines()[0]})") from None
+    state = load_checkpoint(checkpoint)  # the package's one safe reader: one-line errors
     if isinstance(state, dict) and isinstance(state.get("model"), dict):
         state = state["model"]
     if not isinstance(state, dict):

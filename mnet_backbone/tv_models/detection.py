@@ -146,7 +146,8 @@ def validate_trainable_layers(is_trained: bool, trainable_backbone_layers: Optio
             warnings.warn(
                 "Changing trainable_backbone_layers has no effect if neither weights nor "
                 "weights_backbone are given (nothing pretrained to keep), falling back to "
-                f"trainable_backbone_layers={max_value} so that all layers are trainable")
+                f"trainable_backbone_layers={max_value} so that all layers are trainable",
+                stacklevel=2)
         trainable_backbone_layers = max_value
     if trainable_backbone_layers is None:
         trainable_backbone_layers = default_value
@@ -352,7 +353,8 @@ def _ssd(*, lite: bool, size: int, weights: Any, weights_enum: type, progress: b
         weights, weights_enum, weights_backbone, num_classes, trainable_backbone_layers,
         NUM_STAGES)
     if "size" in kwargs:
-        warnings.warn("The size of the model is already fixed; ignoring the parameter.")
+        warnings.warn("The size of the model is already fixed; ignoring the parameter.",
+                      stacklevel=2)
         kwargs = {k: v for k, v in kwargs.items() if k != "size"}
     if norm_layer is None:
         norm_layer = partial(nn.BatchNorm2d, eps=0.001, momentum=0.03)

@@ -191,7 +191,7 @@ class _Opaque:
 
 def _attr_value(buf: memoryview):
     """An ``AttrValue``: list 1, s 2, i 3, f 4, b 5, type 6, shape 7, tensor 8."""
-    for number, wire, value in _fields(buf):
+    for number, _wire, value in _fields(buf):
         if number == 1:  # ListValue: s 2, i 3, f 4, b 5, type 6
             out: Dict[str, list] = {}
             for n, w, v in _fields(value):
@@ -260,7 +260,7 @@ def parse_graph_def(data: bytes) -> Dict[str, GraphNode]:
     nodes: Dict[str, GraphNode] = {}
     end = 0
     try:
-        for number, wire, value, end in _fields(view, with_end=True):
+        for number, wire, value, end in _fields(view, with_end=True):  # noqa: B007 (end: read by the except)
             if number == 1 and wire == 2:  # node; versions (4) and library (2) are not needed
                 node = _node(value)
                 nodes[node.name] = node
