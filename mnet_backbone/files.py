@@ -6,7 +6,8 @@ data goes to a temporary file in the same folder under a name no other process o
 flushed and fsynced, and is renamed over the target only when the writer finished without an
 error. A reader, in this or any other process, sees the old file or the new one, never half of
 one; a writer killed with ``kill -9`` leaves only a ``*.partial`` file, which
-:func:`clean_stale_partials` removes once it is old enough that no live writer can own it.
+:func:`clean_stale_partials` removes once it is old enough that no live writer can own it (or,
+in a folder only this machine writes, such as a training run's work dir, once its writer is gone).
 
 :func:`describe_file` says what a file that failed to load really is (empty, a truncated zip, a
 JPEG renamed ``.pth``, an HTML error page, a Git LFS pointer, ...), so that errors can name it.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
+import re
 import secrets
 import time
 import zipfile
@@ -115,11 +117,40 @@ def atomic_write(path: str, mode: str = "wb", encoding: Optional[str] = None,
         _fsync(os.path.dirname(os.path.abspath(path)))
 
 
+_PARTIAL_PID = re.compile(r"\.(\d+)-[0-9a-f]+" + re.escape(PARTIAL_SUFFIX) + "$")
+
+
+def _writer_is_dead(name: str) -> bool:
+    """True when the process that :func:`partial_name` named in ``name`` no longer runs on this
+    machine. POSIX only (``os.kill(pid, 0)`` only asks; on Windows it would end the process)."""
+    found = _PARTIAL_PID.search(name)
+    if found is None or os.name != "posix":
+        return False
+    pid = int(found.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: it runs, as another user
+        return False
+    return False
+
+
 def clean_stale_partials(folder: str, pattern: str = "*" + PARTIAL_SUFFIX,
-                         max_age: float = STALE_PARTIAL_AGE_S) -> List[str]:
+                         max_age: float = STALE_PARTIAL_AGE_S,
+                         dead_writers: bool = False) -> List[str]:
     """Remove files in ``folder`` (not below it) matching ``pattern`` whose last write is more
     than ``max_age`` seconds ago: the leftovers of writers that were killed. Returns their paths.
-    A missing folder, and files another process removes first, are not errors."""
+    A missing folder, and files another process removes first, are not errors.
+
+    ``dead_writers=True`` also removes, at any age, a partial file whose writer (the process id
+    in its name) no longer runs on this machine. Only for folders that writers on this machine
+    alone fill (a training run's work dir: its checkpoints are written by its main process); a
+    shared cache on a network disk keeps to ``max_age``, as other machines' pids mean nothing
+    here.
+    """
     removed: List[str] = []
     try:
         names = os.listdir(folder)
@@ -131,7 +162,10 @@ def clean_stale_partials(folder: str, pattern: str = "*" + PARTIAL_SUFFIX,
             continue
         path = os.path.join(folder, name)
         try:
-            if not os.path.isfile(path) or now - os.stat(path).st_mtime <= max_age:
+            if not os.path.isfile(path):
+                continue
+            if now - os.stat(path).st_mtime <= max_age and not (dead_writers
+                                                                and _writer_is_dead(name)):
                 continue
             os.remove(path)
         except FileNotFoundError:

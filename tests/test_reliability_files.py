@@ -97,6 +97,20 @@ def test_clean_stale_partials_keeps_live_writers(tmp_path):
     assert clean_stale_partials(str(tmp_path / "missing")) == []
 
 
+@pytest.mark.skipif(os.name != "posix", reason="writer liveness is checked on POSIX only")
+def test_clean_stale_partials_of_dead_writers_in_a_work_dir(tmp_path):
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # its pid now names no process (reuse within the test is not plausible)
+    dead = tmp_path / f"epoch_2.pth.{gone.pid}-0a1b2c3d.partial"
+    alive = tmp_path / f"epoch_3.pth.{os.getppid()}-0a1b2c3d.partial"
+    unnamed = tmp_path / "other.partial"
+    for p in (dead, alive, unnamed):
+        p.write_bytes(b"x")
+    assert clean_stale_partials(str(tmp_path)) == []  # all fresh
+    assert clean_stale_partials(str(tmp_path), dead_writers=True) == [str(dead)]
+    assert sorted(os.listdir(tmp_path)) == [alive.name, unnamed.name]
+
+
 def test_describe_file_names_what_a_file_is(tmp_path):
     import zipfile
     cases = {"e": b"", "j": b"\xff\xd8\xff\xe0" + bytes(40), "p": b"\x89PNG\r\n\x1a\n" + bytes(9),
