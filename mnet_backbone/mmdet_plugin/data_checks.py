@@ -9,13 +9,18 @@ silent mAP or a traceback hours into a run.
   (``skip`` with a count, ``error``, ``keep``; ``clip`` for boxes outside the image) decides what
   happens; it returns the cleaned annotation dict and a :class:`DataReport`.
 * ``CheckedCocoDataset`` (mmdet's ``CocoDataset`` + ``data_checks=dict(...)``) runs it when the
-  data set loads and indexes the cleaned annotations.
+  data set loads and indexes the cleaned annotations; the plain image loader of its pipeline runs
+  as the checked one below (skip in training, error in test mode).
 * ``CheckedLoadImageFromFile`` (mmcv's ``LoadImageFromFile`` + ``on_error``): an image that is
   missing or cannot be decoded during a run is skipped with one warning naming the file and the
   image id that lists it, and counted; more than ``max_failed_fraction`` of the images loaded
   failing is an error (the data set is broken, not one file).
+* ``CheckedCocoMetric`` (mmdet's ``CocoMetric``): scores against the annotations the data set
+  served (its checks applied to ``ann_file``); an ``ann_file`` without annotations is an error,
+  not mAP -1.
 
-Importing this module registers both classes in mmdet's registries.
+Importing this module registers the three classes in mmdet's registries (the package's COCO
+configs use them).
 """
 from __future__ import annotations
 
@@ -28,13 +33,15 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 
 from mmcv.transforms import LoadImageFromFile
 from mmdet.datasets import CocoDataset
-from mmdet.registry import DATASETS, TRANSFORMS
+from mmdet.evaluation import CocoMetric
+from mmdet.registry import DATASETS, METRICS, TRANSFORMS
 from mmengine.logging import print_log
 
 from ..files import describe_file
 
 __all__ = ["PROBLEMS", "POLICIES", "DataCheckError", "UnreadableImageError", "DataReport",
-           "read_coco_json", "check_coco", "CheckedCocoDataset", "CheckedLoadImageFromFile"]
+           "read_coco_json", "check_coco", "CheckedCocoDataset", "CheckedLoadImageFromFile",
+           "CheckedCocoMetric"]
 
 # kind: (what it is, in a report line; default policy)
 PROBLEMS: Dict[str, Tuple[str, str]] = {
@@ -260,22 +267,51 @@ def _coco_from_dict(data: dict):
 
 @DATASETS.register_module()
 class CheckedCocoDataset(CocoDataset):
-    """mmdet's ``CocoDataset`` whose annotation file passes :func:`check_coco` first.
+    """mmdet's ``CocoDataset`` whose annotation file passes :func:`check_coco` first, and whose
+    images are checked as they load.
 
     ``data_checks``: the policy per problem kind (see :data:`PROBLEMS`), plus
-    ``check_files=True`` to also require every listed image file (stat only, no decoding). The
-    report goes to the log once, before training or testing starts.
+    ``check_files=True`` to also require every listed image file (stat only, no decoding) and
+    ``max_failed_fraction`` (default 0.01) for the image loader below. The report goes to the log
+    once, before training or testing starts.
+
+    A plain ``LoadImageFromFile`` in its pipeline runs as :class:`CheckedLoadImageFromFile`:
+    ``on_error='skip'`` in training, ``'error'`` in test mode (every test image counts). The
+    config keeps mmdet's ``LoadImageFromFile``, which mmdet's ``DetInferencer`` and
+    ``inference_detector`` look for by that name in the test pipeline; put a
+    ``CheckedLoadImageFromFile`` in the pipeline yourself to choose other settings.
+
+    The checks it applied go to ``metainfo['data_checks']``, so that :class:`CheckedCocoMetric`
+    scores against the annotations this data set served.
     """
 
     def __init__(self, *args, data_checks: Optional[dict] = None, **kwargs):
         self.data_checks = dict(data_checks or {})
+        self._max_failed = float(self.data_checks.pop("max_failed_fraction", 0.01))
+        _policies({k: v for k, v in self.data_checks.items() if k != "check_files"})
         super().__init__(*args, **kwargs)
+        self._check_image_loads()
+        self._metainfo["data_checks"] = dict(policy=self._policy(), img_dir=self._img_dir())
+
+    def _policy(self) -> dict:
+        return {k: v for k, v in self.data_checks.items() if k != "check_files"}
+
+    def _img_dir(self) -> Optional[str]:
+        return self.data_prefix.get("img") if self.data_checks.get("check_files") else None
+
+    def _check_image_loads(self) -> None:
+        transforms = getattr(self.pipeline, "transforms", [])
+        for i, t in enumerate(transforms):
+            # exactly mmcv's class: subclasses (LoadImageFromNDArray, ...) load otherwise;
+            # ignore_empty=True is a choice to keep
+            if type(t) is LoadImageFromFile and not t.ignore_empty:
+                transforms[i] = CheckedLoadImageFromFile.from_loader(
+                    t, on_error="error" if self.test_mode else "skip",
+                    max_failed_fraction=self._max_failed)
 
     def load_data_list(self) -> List[dict]:
-        policy = dict(self.data_checks)
-        check_files = policy.pop("check_files", False)
-        img_dir = self.data_prefix.get("img") if check_files else None
-        cleaned, report = check_coco(self.ann_file, img_dir=img_dir, policy=policy)
+        cleaned, report = check_coco(self.ann_file, img_dir=self._img_dir(),
+                                     policy=self._policy())
         for line in str(report).splitlines():
             print_log(line, logger="current",
                       level=logging.WARNING if report.counts else logging.INFO)
@@ -301,13 +337,26 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
 
     def __init__(self, *args, on_error: str = "skip", max_failed_fraction: float = 0.01,
                  min_failures: int = 3, **kwargs):
-        if on_error not in ("skip", "error"):
-            raise ValueError(f"CheckedLoadImageFromFile: on_error must be 'skip' or 'error', "
-                             f"got {on_error!r}")
         if kwargs.get("ignore_empty"):
             raise ValueError("CheckedLoadImageFromFile: use on_error='skip' instead of "
                              "ignore_empty=True")
         super().__init__(*args, **kwargs)
+        self._checked(on_error, max_failed_fraction, min_failures)
+
+    @classmethod
+    def from_loader(cls, loader: LoadImageFromFile, **settings) -> "CheckedLoadImageFromFile":
+        """The checked loader with the settings of a plain ``loader`` (decoding backend, colour,
+        file backend), plus ``on_error`` / ``max_failed_fraction`` / ``min_failures``."""
+        checked = cls.__new__(cls)
+        checked.__dict__.update(vars(loader))
+        checked._checked(**settings)
+        return checked
+
+    def _checked(self, on_error: str = "skip", max_failed_fraction: float = 0.01,
+                 min_failures: int = 3) -> None:
+        if on_error not in ("skip", "error"):
+            raise ValueError(f"CheckedLoadImageFromFile: on_error must be 'skip' or 'error', "
+                             f"got {on_error!r}")
         self.on_error, self.max_failed_fraction = on_error, float(max_failed_fraction)
         self.min_failures = int(min_failures)
         self.seen, self.failed = 0, {}  # failed: path -> why
@@ -342,3 +391,59 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
             print_log(f"skipped image {path}{listed}: {why}; {failed} of {self.seen} images "
                       f"skipped so far", logger="current", level=logging.WARNING)
         return None
+
+
+@METRICS.register_module()
+class CheckedCocoMetric(CocoMetric):
+    """mmdet's ``CocoMetric`` scoring against the annotations its data set served.
+
+    ``CocoMetric`` reads ``ann_file`` as it is, so the boxes a :class:`CheckedCocoDataset`
+    dropped (non-positive, outside the image, of an unlisted image; ``clip``: clipped) would still
+    count as ground truth: misses no detector can avoid, a lower mAP than the data set's own
+    boxes give, or a crash in pycocotools on an annotation without a box. When the data set
+    publishes its checks (``metainfo['data_checks']``, set when the loop hands the metric its
+    data set's meta) this metric applies the same policy to ``ann_file``. Without them (a plain
+    ``CocoDataset``) it scores the file as ``CocoMetric`` does. An ``ann_file`` without a single
+    annotation is a :class:`DataCheckError` before any inference (``CocoMetric`` reports mAP -1).
+    """
+
+    def __init__(self, ann_file: Optional[str] = None, *args, sort_categories: bool = False,
+                 **kwargs):
+        super().__init__(None, *args, sort_categories=sort_categories, **kwargs)
+        self.ann_file, self.sort_categories = ann_file, sort_categories
+        if ann_file is not None:
+            self._coco_api = self._ground_truth(None)
+
+    def _ground_truth(self, checks: Optional[dict]):
+        from mmengine.fileio import get_local_path
+
+        with get_local_path(self.ann_file, backend_args=self.backend_args) as local:
+            data = read_coco_json(local)
+        if checks is None:
+            if not data.get("annotations"):
+                raise DataCheckError(
+                    f"{self.ann_file}: no annotations to score against (COCO mAP would be -1); "
+                    f"point the evaluator's ann_file at the annotations of the test images")
+        else:
+            data, report = check_coco(data, img_dir=checks.get("img_dir"),
+                                      policy=checks.get("policy"), source=self.ann_file)
+            if report.counts:
+                print_log(f"CheckedCocoMetric: scoring against {self.ann_file} as its data set "
+                          f"was checked ({report.images} images, {report.annotations} "
+                          f"annotations)", logger="current")
+        coco = _coco_from_dict(data)
+        if self.sort_categories:  # as CocoMetric does (objects365's unsorted categories)
+            coco.cats = {i: coco.cats[i] for i in sorted(coco.cats)}
+            coco.dataset["categories"] = sorted(coco.dataset["categories"], key=lambda c: c["id"])
+        return coco
+
+    @property
+    def dataset_meta(self) -> Optional[dict]:
+        return self._dataset_meta
+
+    @dataset_meta.setter
+    def dataset_meta(self, dataset_meta: dict) -> None:
+        self._dataset_meta = dataset_meta
+        checks = (dataset_meta or {}).get("data_checks")
+        if checks is not None and self.ann_file is not None:
+            self._coco_api = self._ground_truth(checks)
