@@ -8,6 +8,9 @@ from .checkpoint import allow_mmengine_checkpoints
 from .heads import SSDHeadPatched
 from .optim import CPUAmpOptimWrapper
 from .pretrained import load_from_mnet  # noqa: F401  (registers the mnet:// scheme)
+# Registered for the configs: CheckedCocoDataset, CheckedLoadImageFromFile, CheckedCocoMetric
+# (mmdet's registries), NonFiniteGuardHook, SafeCheckpointHook, CheckedRunner (mmengine's).
+from . import data_checks, guards, runner  # noqa: F401
 from .widths import patch_detectors, unpatch_detectors
 
 allow_mmengine_checkpoints()
