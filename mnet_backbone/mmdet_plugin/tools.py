@@ -1,18 +1,28 @@
 """What ``tools/train.py`` and ``tools/test.py`` do, as functions the tests call too.
 
 The command lines are mmdet 3.x's (``--work-dir``, ``--cfg-options``, ``--resume``, ``--amp``,
-``--launcher``; test: ``--out``, ``--show-dir``), with four additions for this stack: a missing
+``--launcher``; test: ``--out``, ``--show-dir``), with these additions for this stack: a missing
 data set is reported before any worker starts, a config whose library is not installed (a
 classification config without mmpretrain) is one message naming the extra, ``--amp`` works
 without a GPU (bfloat16), and distributed runs without a GPU use gloo instead of nccl. They run
 detector configs (``default_scope='mmdet'``) and classification configs
 (``default_scope='mmpretrain'``) alike.
+
+Reliability (issue 17): the Runner is :class:`~.runner.CheckedRunner` unless the config names
+another (checkpoints written whole, ``--resume`` skips an unreadable newest checkpoint, hook and
+loop keys checked at start-up); ``--cfg-options`` that set a top-level variable the config
+already used (``data_root=DIR``) are an error naming the keys that control it; and the expected
+failures (unreadable checkpoints, bad data, a diverging run, config
+mistakes) end the command with one ``error:`` message and exit code 2, no traceback.
 """
 import argparse
 import importlib
+import inspect
 import os
 import os.path as osp
-from typing import List, Optional, Sequence
+import sys
+import warnings
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from mmengine.config import Config, DictAction
@@ -20,6 +30,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mnet_backbone  # noqa: F401  (registers the model and applies the checkpoint fix)
+from .runner import CheckedRunner
 
 
 class UsageError(ValueError):
@@ -28,6 +39,10 @@ class UsageError(ValueError):
 
 class DatasetNotFoundError(UsageError):
     """A config points at data that is not there."""
+
+
+class ConfigError(UsageError):
+    """A config file that cannot be read, or a ``--cfg-options`` override that cannot work."""
 
 
 def _datasets(loader_cfg):
@@ -92,6 +107,78 @@ def parse_cfg_options(opts: Sequence[str]) -> dict:
     return {k: DictAction._parse_iterable(v) for k, v in (o.split('=', 1) for o in opts)}
 
 
+# Top-level keys something reads after the config is parsed: Runner.from_cfg's arguments, the
+# cfg.get() calls of mmengine 0.10.7's Runner, mmdet's tools (--tta) and these tools. Any other
+# top-level key is a variable of the config file, used while the file ran and never again.
+_READ_AFTER_PARSING = (set(inspect.signature(Runner.__init__).parameters) - {'self', 'cfg'}) | {
+    'runner_type', 'model_wrapper_cfg', 'sync_bn', 'find_unused_parameters', 'compile',
+    'activation_checkpointing', 'efficient_conv_bn_eval', 'strategy', 'gpu_ids',
+    'custom_imports', 'tta_model', 'tta_pipeline'}
+
+
+def _uses(value, node, path: str = '') -> Iterator[Tuple[str, object]]:
+    """``(key path, value there)`` below ``node`` where ``value`` was used: an equal value, a
+    string starting with ``value`` (``ann_file=data_root + '...'``), a list of numbers holding
+    it. True / False / None / 0 / 1 say nothing about where they came from."""
+    if isinstance(value, bool) or value is None or (isinstance(value, (int, float))
+                                                    and value in (0, 1)):
+        return
+    if isinstance(node, dict):
+        items = node.items()
+    elif isinstance(node, (list, tuple)) and any(isinstance(v, (dict, list, tuple))
+                                                 for v in node):
+        items = enumerate(node)
+    else:
+        if node == value and type(node) is type(value):
+            yield path, node
+        elif isinstance(value, str) and isinstance(node, str) and len(value) > 2 \
+                and node.startswith(value):
+            yield path, node
+        elif isinstance(value, (int, float)) and isinstance(node, (list, tuple)) \
+                and value in node:
+            yield path, node
+        return
+    if path and isinstance(value, (dict, list, tuple)) and node == value:
+        yield path, node
+        return
+    for key, child in items:
+        yield from _uses(value, child, f'{path}.{key}' if path else str(key))
+
+
+def check_cfg_options(cfg: Config, options: dict) -> None:
+    """Refuse ``--cfg-options`` that set a top-level variable the config already used.
+
+    mmengine merges overrides into the parsed config: ``data_root=DIR`` then sets a variable the
+    config file read while it ran (``train_dataloader.dataset.data_root = data_root``) and nothing
+    reads afterwards, so the run silently uses the old data. Raises :class:`ConfigError` naming
+    the keys that hold the old value, with the overrides to use instead (for strings); warns
+    when the old value appears nowhere else."""
+    problems = []
+    for key, new in options.items():
+        name, _, rest = key.partition('.')
+        if name in _READ_AFTER_PARSING or name not in cfg:
+            continue
+        old = cfg[name]
+        used = [(path, there) for top in cfg if top in _READ_AFTER_PARSING
+                for path, there in _uses(old, cfg[top], top)]
+        if not used:
+            warnings.warn(f'--cfg-options {key}={new}: {name!r} is a variable of the config file, '
+                          f'not a setting anything reads; the override changes nothing',
+                          stacklevel=2)
+            continue
+        where = [f'{path}.{rest}' if rest else path for path, _ in used]
+        fix = ''
+        if not rest and isinstance(old, str) and isinstance(new, str):
+            fix = ('; e.g. --cfg-options ' + ' '.join(
+                f'{path}={new}{there[len(old):]}' for path, there in used))
+        problems.append(
+            f'--cfg-options {key}={new}: {name!r} is a variable the config file already used '
+            f'(its value {old!r}) when it was read, so setting it changes nothing; the keys '
+            f'that control it: {", ".join(where)}{fix}')
+    if problems:
+        raise ConfigError('\n'.join(problems))
+
+
 def dataset_options(data_root: str, classes: Optional[Sequence[str]] = None) -> List[str]:
     """``--cfg-options`` that point a config's train/val/test data and evaluators at a COCO-layout
     folder (``annotations/instances_{train,val}2017.json``, ``{train,val}2017/``)."""
@@ -124,7 +211,11 @@ def _load_config(args) -> Config:
     cfg = _fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+        check_cfg_options(cfg, args.cfg_options)
+        try:
+            cfg.merge_from_dict(args.cfg_options)
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise ConfigError(f'--cfg-options: {exc}') from None
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
     elif cfg.get('work_dir', None) is None:
@@ -136,8 +227,14 @@ def _load_config(args) -> Config:
 
 def _fromfile(path: str) -> Config:
     """``Config.fromfile`` whose failing ``custom_imports`` (the classification face without
-    mmpretrain) raise their own message, not mmengine's listing of ``sys.path``."""
-    cfg = Config.fromfile(path, import_custom_modules=False)
+    mmpretrain) raise their own message, not mmengine's listing of ``sys.path``, and a config
+    file that cannot be read or run is one :class:`ConfigError`."""
+    if not osp.isfile(path):
+        raise ConfigError(f'config file {path!r} does not exist')
+    try:
+        cfg = Config.fromfile(path, import_custom_modules=False)
+    except Exception as exc:  # noqa: BLE001 (the config file's own code ran: its error)
+        raise ConfigError(f'config {path}: {type(exc).__name__}: {exc}') from None
     custom = cfg.get('custom_imports') or {}
     for name in custom.get('imports', []):
         try:
@@ -166,7 +263,8 @@ def _build_runner(cfg: Config) -> Runner:
         # mmengine's own init_dist calls torch.cuda.set_device; torchrun set the env variables.
         dist_cfg = dict(cfg.env_cfg.dist_cfg)
         dist.init_process_group(**dist_cfg)
-    return Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    # The package's Runner unless the config names one (its configs name CheckedRunner).
+    return CheckedRunner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -281,12 +379,38 @@ def test(argv: Optional[List[str]] = None) -> dict:
     return metrics
 
 
+def _expected_errors() -> tuple:
+    """What a command line reports in one message: the user's input is wrong or broken (each
+    message names the problem and the fix), not the program."""
+    from ..deploy.data import CalibrationError
+    from ..state_dicts import CheckpointMismatchError
+    from ..weights.hub import WeightsError
+    from . import data_checks, guards, runner
+    errors = [UsageError, runner.ConfigKeyError, WeightsError, CheckpointMismatchError,
+              data_checks.DataCheckError, data_checks.UnreadableImageError,
+              guards.NonFiniteLossError, CalibrationError]
+    if 'mnet_backbone.mmpretrain_plugin' in sys.modules:  # classification data errors
+        errors.append(sys.modules['mnet_backbone.mmpretrain_plugin'].ClassificationDataError)
+    return tuple(errors)
+
+
+def _message(exc: BaseException) -> str:
+    """``exc``'s message; for an error raised in a data loader worker, which torch re-raises as
+    its type with the worker's whole traceback as the message, the original message only."""
+    text = str(exc)
+    if 'Original Traceback' in text:
+        marker = f'{type(exc).__name__}: '
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
+    return text.strip()
+
+
 def run_cli(fn, argv=None) -> int:
-    """Run ``fn`` for a command line: expected user errors print one message, no traceback."""
+    """Run ``fn`` for a command line: expected failures (unreadable checkpoints, bad data, a
+    diverging run, config mistakes) print one ``error:`` message and return 2, no traceback."""
     try:
         fn(argv)
-    except UsageError as exc:
-        import sys
-        print(f'error: {exc}', file=sys.stderr)
+    except _expected_errors() as exc:
+        print(f'error: {_message(exc)}', file=sys.stderr)
         return 2
     return 0
