@@ -1,6 +1,6 @@
 # Faster R-CNN + FPN on MobileNetV1-1.0 (the paper's second COCO detector), mmdet's 1x schedule.
 _base_ = [
-    'mmdet::_base_/models/faster-rcnn_r50_fpn.py', 'mmdet::_base_/datasets/coco_detection.py',
+    'mmdet::_base_/models/faster-rcnn_r50_fpn.py', '_base_/datasets/coco_detection.py',
     'mmdet::_base_/schedules/schedule_1x.py', '_base_/default_runtime.py'
 ]
 model = dict(

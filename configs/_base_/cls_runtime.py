@@ -18,5 +18,7 @@ custom_hooks = [
     dict(type='BackboneSettingsHook'),
     # a data set whose class count differs from model.head.num_classes is an error
     dict(type='ClsNumClassesCheckHook'),
+    # a NaN / inf loss stops the run; non-finite weights are never saved (as the detectors')
+    dict(type='NonFiniteGuardHook', policy='stop'),
 ]
 visualizer = dict(type='UniversalVisualizer')  # vis_backends and name: the shared runtime's

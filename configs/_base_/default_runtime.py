@@ -1,6 +1,10 @@
 # Runtime shared by every config: registers mnet-backbone, logging, checkpoints, visualisation.
 custom_imports = dict(imports=['mnet_backbone'], allow_failed_imports=False)
 default_scope = 'mmdet'
+# mmengine's Runner with checkpoints written whole (temporary file + rename), a resume that skips
+# an unreadable newest checkpoint, and hook / loop keys checked at start-up
+# (mnet_backbone.mmdet_plugin.runner); mmdet's and mmpretrain's tools build it too.
+runner_type = 'CheckedRunner'
 
 default_hooks = dict(
     timer=dict(type='IterTimerHook'),
@@ -9,6 +13,12 @@ default_hooks = dict(
     checkpoint=dict(type='CheckpointHook', interval=1, max_keep_ckpts=3),
     sampler_seed=dict(type='DistSamplerSeedHook'),
     visualization=dict(type='DetVisualizationHook'))
+custom_hooks = [
+    dict(type='NumClassCheckHook'),
+    # A NaN / inf loss stops the run before the step (policy='skip': skip the step) and
+    # non-finite weights are never saved (mnet_backbone.mmdet_plugin.guards).
+    dict(type='NonFiniteGuardHook', policy='stop'),
+]
 
 env_cfg = dict(
     cudnn_benchmark=False,

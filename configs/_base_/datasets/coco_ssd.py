@@ -1,5 +1,10 @@
 # COCO detection with SSD's augmentation (Expand + MinIoURandomCrop + photometric), square input.
-dataset_type = 'CocoDataset'
+# CheckedCocoDataset: mmdet's CocoDataset whose annotations are checked when it loads (bad boxes
+# skipped and counted, unknown categories and empty sets an error; policy: dataset.data_checks)
+# and whose LoadImageFromFile skips an unreadable image in training (an error in test mode);
+# CheckedCocoMetric scores against the annotations the data set served
+# (mnet_backbone.mmdet_plugin.data_checks).
+dataset_type = 'CheckedCocoDataset'
 data_root = 'data/coco/'
 backend_args = None
 input_size = 300
@@ -54,7 +59,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 val_evaluator = dict(
-    type='CocoMetric',
+    type='CheckedCocoMetric',
     ann_file=data_root + 'annotations/instances_val2017.json',
     metric='bbox',
     format_only=False,

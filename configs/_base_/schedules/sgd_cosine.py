@@ -15,9 +15,8 @@ optim_wrapper = dict(
     optimizer=dict(type='SGD', lr=0.015, momentum=0.9, weight_decay=4.0e-5),
     paramwise_cfg=dict(dwconv_decay_mult=0.))
 
-custom_hooks = [
-    dict(type='NumClassCheckHook'),
-    dict(type='CheckInvalidLossHook', interval=50, priority='VERY_LOW')
-]
+# custom_hooks: the runtime's (NonFiniteGuardHook checks every step's loss, where mmdet's
+# CheckInvalidLossHook checked every 50th after the step, and would end a run the guard's 'skip'
+# policy keeps going).
 # base_batch_size = (8 GPUs) x (24 samples per GPU), for --auto-scale-lr
 auto_scale_lr = dict(enable=False, base_batch_size=192)
