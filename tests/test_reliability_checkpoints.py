@@ -106,6 +106,9 @@ def mmdet_face():
         pytest.skip("mmdet not installed")
     import mnet_backbone.mmdet_plugin  # noqa: F401  (installs the safe local loader)
     from mmdet.registry import MODELS
+    from mmdet.utils import register_all_modules
+    # mmdet's scope: a Runner of an earlier test (default_scope='mmengine') left its own current
+    register_all_modules(init_default_scope=True)
     return MODELS
 
 
