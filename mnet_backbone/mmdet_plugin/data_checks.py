@@ -90,7 +90,8 @@ class DataReport:
     def lines(self) -> List[str]:
         """One line per kind of problem found."""
         done = {"skip": "skipped", "error": "", "keep": "kept", "clip": "clipped to the image"}
-        return [f"{self.source}: {n} {PROBLEMS[kind][0]}"
+        return [f"{self.source}: an empty set: {self.examples[kind]}" if kind == "empty" else
+                f"{self.source}: {n} {PROBLEMS[kind][0]}"
                 + (f" {done[self.actions[kind]]}" if done[self.actions[kind]] else "")
                 + f" (e.g. {self.examples[kind]})"
                 for kind, n in self.counts.items()]
