@@ -131,6 +131,31 @@ def test_mmengine_paths_report_one_line(mmdet_face, bad_files):
     _check_message(info.value, path, words)
 
 
+def test_the_mmengine_loader_patch_is_gated_and_undoable(mmdet_face, bad_files, monkeypatch):
+    """The safe local loader replaces mmengine's only on the verified mmengine release, and
+    restore_mmengine_checkpoints() puts mmengine's own back."""
+    import mmengine
+    from mmengine.runner import CheckpointLoader
+    from mnet_backbone.mmdet_plugin import checkpoint as ckpt
+    ours = ckpt.load_from_local_safe
+    assert CheckpointLoader._schemes[""] is ours
+    ckpt.restore_mmengine_checkpoints()
+    try:
+        assert CheckpointLoader._schemes[""] is not ours
+        path, _ = bad_files["empty"]
+        with pytest.raises(Exception) as info:  # mmengine's own loader: not our message
+            CheckpointLoader.load_checkpoint(path, map_location="cpu")
+        assert not isinstance(info.value, UnreadableCheckpointError)
+        monkeypatch.setattr(mmengine, "__version__", "0.11.0")
+        with pytest.warns(UserWarning, match="mmengine's own loader stays"):
+            assert ckpt.allow_mmengine_checkpoints() is False
+        assert CheckpointLoader._schemes[""] is not ours
+    finally:
+        monkeypatch.undo()
+        assert ckpt.allow_mmengine_checkpoints() is True
+    assert CheckpointLoader._schemes[""] is ours
+
+
 # --- input dtype --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
