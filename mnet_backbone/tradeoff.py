@@ -599,7 +599,7 @@ def _torch_runner(model, task: str, x) -> Callable:
 def _export(model, spec: ModelSpec, task: str, precision: str, folder: str, calib) -> str:
     """The file to time: the fp32 export, or its int8 version calibrated on ``calib`` (the
     rendered images, as the model takes them)."""
-    from .deploy.quant import quantize_int8
+    from .deploy.quant import DETECTOR_OP_TYPES, quantize_int8
 
     stem = os.path.join(folder, f"{task}_{spec.name}")
     if task == "classify":
@@ -615,7 +615,7 @@ def _export(model, spec: ModelSpec, task: str, precision: str, folder: str, cali
     export_detector(model, fp32)
     if precision != "int8":
         return fp32
-    return quantize_int8(fp32, stem + "_int8.onnx", calib.numpy(), op_types=("Conv",))
+    return quantize_int8(fp32, stem + "_int8.onnx", calib.numpy(), op_types=DETECTOR_OP_TYPES)
 
 
 def frontier(models: Sequence[ModelSpec] | None = None, *, budget_ms: float | None = None,
