@@ -108,7 +108,7 @@ def test_detector_rows_rank_by_mult_adds_not_an_invented_accuracy():
         t.analyse(rows + [row(1.0, 224, 1.0)])
 
 
-# --- the published accuracy table ------------------------------------------------------------------
+# --- the published accuracy table ----------------------------------------------------------------
 
 def test_accuracy_table_has_the_16_models_with_sources():
     table = t.accuracy_table()
@@ -151,7 +151,7 @@ def test_paper_rows_are_tables_6_and_7():
         t.accuracy_table("imagenet")
 
 
-# --- models, options, config lines -----------------------------------------------------------------
+# --- models, options, config lines ---------------------------------------------------------------
 
 def test_model_specs():
     specs = t.parse_models("0.25:128, 0.5:128,0.25:128")
@@ -199,7 +199,8 @@ def test_usage_names_the_weights_entry_and_lines():
     assert use["weights"] == "keras_0.5_128"
     assert "mnet://keras_0.5_128" in use["mmdet"] and "alpha=0.5" in use["mmdet"]
     assert "tf_padding=True" in use["mmdet"] and "eps=0.001" in use["mmdet"]
-    assert use["torchvision"] == "torchvision.models.get_model('mobilenet_v1', weights='KERAS_0_5_128')"
+    assert use["torchvision"] == (
+        "torchvision.models.get_model('mobilenet_v1', weights='KERAS_0_5_128')")
     if has("torchvision"):   # the printed member exists (verify downloads nothing)
         from mnet_backbone.tv_models import MobileNet_V1_Weights
         assert MobileNet_V1_Weights.verify("KERAS_0_5_128").entry.name == "keras_0.5_128"
@@ -216,7 +217,7 @@ def test_usage_names_the_weights_entry_and_lines():
     assert "configs/ssdlite320_mnet.py" in t.usage(t.ModelSpec(0.5, 320), "ssdlite320")["mmdet"]
 
 
-# --- real, short runs -------------------------------------------------------------------------------
+# --- real, short runs ----------------------------------------------------------------------------
 
 def _tool():
     spec = importlib.util.spec_from_file_location("tradeoff_tool",
