@@ -14,6 +14,15 @@ def has(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
 
+def load_tool(name: str):
+    """``tools/<name>.py`` as a module (the tools are scripts, not a package), so tests call
+    their ``main`` as the command line does."""
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def shapes_root(tmp_path_factory):
     """A tiny generated COCO-format detection set (shapes), made once per session."""

@@ -1,4 +1,5 @@
 import pytest
+from conftest import load_tool
 
 from mnet_backbone import MobileNetV1
 from mnet_backbone.cost import (count, cross_check, format_paper_tables, layer_costs, measure,
@@ -48,12 +49,7 @@ def test_table2_shares_sum_to_100():
 def test_format_and_cli(tmp_path, capsys):
     text = format_paper_tables()
     assert "Table 7" in text and "1.19" in text and "NO" not in text
-    import importlib.util
-    import pathlib
-    spec = importlib.util.spec_from_file_location(
-        "flops", pathlib.Path(__file__).parents[1] / "tools" / "flops.py")
-    flops = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(flops)
+    flops = load_tool("flops")
     assert flops.main([]) == 0
     assert "all rows match the paper" in capsys.readouterr().out
     png = tmp_path / "cost.png"

@@ -1,21 +1,16 @@
 """The README's main job, in miniature: data generation, train, evaluate, draw, plot, deploy."""
-import importlib.util
 import json
 import os
 
 import pytest
 
-from conftest import ROOT, has
+from conftest import ROOT, has, load_tool
 
 pytestmark = pytest.mark.skipif(not has('mmdet'), reason='needs the mmdet extra')
 
 
 def _main_job():
-    spec = importlib.util.spec_from_file_location('main_job',
-                                                  os.path.join(ROOT, 'tools', 'main_job.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('main_job')
 
 
 def test_main_job_end_to_end(tmp_path, capsys):

@@ -1,11 +1,10 @@
 """mnet_backbone.tradeoff and tools/tradeoff.py: the frontier logic on fixed numbers, the
 published accuracy table, bad input, and short real runs (PyTorch, ONNX Runtime / auto)."""
-import importlib.util
 import json
 import os
 
 import pytest
-from conftest import ROOT, has
+from conftest import has, load_tool
 
 from mnet_backbone import tradeoff as t
 from mnet_backbone.deploy import backends
@@ -220,11 +219,7 @@ def test_usage_names_the_weights_entry_and_lines():
 # --- real, short runs ----------------------------------------------------------------------------
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("tradeoff_tool",
-                                                  os.path.join(ROOT, "tools", "tradeoff.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("tradeoff")
 
 
 def test_cli_two_models_then_an_impossible_budget(tmp_path, capsys):
