@@ -23,6 +23,20 @@ def load_tool(name: str):
     return module
 
 
+@pytest.fixture
+def mmdet_models():
+    """mmdet's MODELS with the package's face, built under mmdet's scope for this test: every
+    mmengine Runner makes its own scope the process's current one, so a Runner of an earlier test
+    would otherwise decide which registry ``MODELS.build`` searches."""
+    if not has("mmdet"):
+        pytest.skip("mmdet not installed")
+    import mnet_backbone.mmdet_plugin  # noqa: F401
+    from mmdet.registry import MODELS
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        yield MODELS
+
+
 @pytest.fixture(scope="session")
 def shapes_root(tmp_path_factory):
     """A tiny generated COCO-format detection set (shapes), made once per session."""

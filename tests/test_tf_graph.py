@@ -29,7 +29,6 @@ from mnet_backbone.weights.convert import _blocks, convert_file
 from mnet_backbone.weights.tf_graph import (IMAGENET_GRAPH, from_tf_graph, parse_graph_def,
                                             read_tf_graph)
 
-from conftest import has
 from real_weights import PHOTOS, photo_batch, real_graph_path, real_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -404,15 +403,12 @@ def test_graph_settings_that_do_not_fit(tmp_path):
 
 # --- mmdet: mnet://<graph> -----------------------------------------------------------------------
 
-def test_mmdet_mnet_scheme_reads_graphs(synthetic):
-    if not has("mmdet"):
-        pytest.skip("mmdet not installed")
-    import mnet_backbone.mmdet_plugin  # noqa: F401
-    from mmdet.registry import MODELS
+def test_mmdet_mnet_scheme_reads_graphs(synthetic, mmdet_models):
     path, source = synthetic[0.25]
     x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(3)) * 2 - 1
-    backbone = MODELS.build(dict(type="MobileNetV1", alpha=0.25, out_indices=(3, 4),
-                                 init_cfg=dict(type="Pretrained", checkpoint=f"mnet://{path}")))
+    backbone = mmdet_models.build(dict(
+        type="MobileNetV1", alpha=0.25, out_indices=(3, 4),
+        init_cfg=dict(type="Pretrained", checkpoint=f"mnet://{path}")))
     assert not backbone.tf_padding
     backbone.init_weights()
     assert backbone.tf_padding  # switched for the TF graph's weights

@@ -25,7 +25,6 @@ from mnet_backbone.weights import (ENTRIES, CorruptWeightsError, HashMismatchErr
 from mnet_backbone.weights.cli import main as convert_main
 from mnet_backbone.weights.entries import KERAS_MODEL_KWARGS
 
-from conftest import has
 
 KERAS_CASES = [(0.25, 128), (0.25, 224), (1.0, 128), (1.0, 224)]  # two alphas x two sizes
 KERAS_TOL, TIMM_TOL = 1e-4, 1e-5
@@ -421,15 +420,6 @@ def test_download_errors(server, torch_home):
 
 
 # --- mmdet: the mnet:// scheme, and tools/convert_weights.py --------------------------------------
-
-@pytest.fixture
-def mmdet_models():
-    if not has("mmdet"):
-        pytest.skip("mmdet not installed")
-    import mnet_backbone.mmdet_plugin  # noqa: F401
-    from mmdet.registry import MODELS
-    return MODELS
-
 
 def test_mmdet_mnet_scheme(mmdet_models, server, keras_files, torch_home, monkeypatch):
     base, _, _ = server
