@@ -34,7 +34,7 @@ from torch.utils.checkpoint import checkpoint, set_checkpoint_early_stop
 __all__ = [
     "MobileNetV1", "TABLE_1", "BlockSpec", "plan_blocks", "scale_channels", "input_size",
     "STAGE_STRIDES", "PAPER_RHOS", "PAPER_RESOLUTIONS", "MIN_INPUT_SIZE", "stage_channels",
-    "DetectorWidths", "detector_widths", "SSD_EXTRA_CHANNELS",
+    "DetectorWidths", "detector_widths", "SSD_EXTRA_CHANNELS", "ACTIVATIONS",
 ]
 
 # Table 1 as data, grouped into the five stages that end at strides 2, 4, 8, 16 and 32.
@@ -56,6 +56,8 @@ PAPER_RHOS = (1.0, 0.857, 0.714, 0.571)
 PAPER_RESOLUTIONS = (224, 192, 160, 128)
 MIN_INPUT_SIZE = 32
 MIN_CHANNELS = 8
+# The ``activation`` names the core accepts (weights record theirs by these names).
+ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
 
 
 def scale_channels(channels: int, alpha: float) -> int:
@@ -379,11 +381,10 @@ class MobileNetV1(nn.Module):
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if act_layer is None:
-            activations = {"relu6": nn.ReLU6, "relu": nn.ReLU}
-            if activation not in activations:
-                raise ValueError(f"activation must be one of {sorted(activations)}, "
+            if activation not in ACTIVATIONS:
+                raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, "
                                  f"got {activation!r}")
-            act_layer = activations[activation]
+            act_layer = ACTIVATIONS[activation]
         if not isinstance(in_channels, int) or in_channels < 1:
             raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
         plan = plan_blocks(alpha, separable, shallow, in_channels)

@@ -22,7 +22,7 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 from torch import Tensor, nn
 
-from ..model import MobileNetV1
+from ..model import ACTIVATIONS, MobileNetV1
 from .convert import (BACKGROUND_CLASSES, SOURCE_MODEL_KWARGS, SOURCES, convert_file,
                       convert_to_file, drop_background, from_keras, from_plain, from_sequential,
                       from_timm, read_keras_h5)
@@ -120,7 +120,7 @@ def apply_model_kwargs(model: nn.Module, model_kwargs: Mapping, what: str = "the
     units = _conv_units(model)
     activation = model_kwargs.get("activation")
     if activation is not None and units:
-        wanted = {"relu6": nn.ReLU6, "relu": nn.ReLU}[activation]
+        wanted = ACTIVATIONS[activation]
         actual = type(units[0].act)
         if not isinstance(units[0].act, wanted):
             raise IncompatibleWeightsError(
