@@ -8,8 +8,10 @@ ROOT = Path(__file__).parent
 VERSION = re.search(r'^__version__ = "([^"]+)"$', (ROOT / "mnet_backbone" / "__init__.py")
                     .read_text(), re.M).group(1)
 
-MMDET = ["mmengine==0.10.7", "mmcv==2.1.0", "mmdet==3.3.0", "pycocotools",
-         "setuptools>=77,<82", "psutil", "seaborn"]  # psutil, seaborn: mmdet's analysis tools
+# What both OpenMMLab faces stand on (mnet_backbone.openmmlab).
+OPENMMLAB = ["mmengine==0.10.7", "mmcv==2.1.0", "setuptools>=77,<82"]
+MMDET = OPENMMLAB + ["mmdet==3.3.0", "pycocotools",
+                     "psutil", "seaborn"]  # psutil, seaborn: mmdet's analysis tools
 
 setup(
     name="mnet-backbone",
@@ -24,10 +26,10 @@ setup(
     extras_require={
         # mmcv 2.1.0 must be built with compiled ops (tools/install.sh does it).
         "mmdet": MMDET,
-        # Classification with mmpretrain (its ImageClassifier, data sets, metrics, tools); the
-        # face shares the mmdet face's weights loader, so it brings the mmdet extra's packages.
-        # mmpretrain 1.2.0 imports on this stack once its undeclared imports are present.
-        "cls": MMDET + ["mmpretrain==1.2.0", "importlib_metadata", "einops", "modelindex",
+        # Classification with mmpretrain (its ImageClassifier, data sets, metrics, tools); no
+        # mmdet needed. mmpretrain 1.2.0 imports on this stack once its undeclared imports are
+        # present.
+        "cls": OPENMMLAB + ["mmpretrain==1.2.0", "importlib_metadata", "einops", "modelindex",
                         "mat4py"],
         "torchvision": ["torchvision>=0.15"],
         # Reading Google's Keras HDF5 and timm's safetensors ImageNet weights.

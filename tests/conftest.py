@@ -1,5 +1,6 @@
 import importlib.util
 import os
+import sys
 
 import pytest
 import torch
@@ -8,6 +9,7 @@ import torch
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOLS = os.path.join(ROOT, "tools")
 
 
 def has(package: str) -> bool:
@@ -16,8 +18,12 @@ def has(package: str) -> bool:
 
 def load_tool(name: str):
     """``tools/<name>.py`` as a module (the tools are scripts, not a package), so tests call
-    their ``main`` as the command line does."""
-    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "tools", f"{name}.py"))
+    their ``main`` as the command line does. Their folder is appended to ``sys.path``, as a
+    script's own folder is, so a tool's import of a sibling (``import main_job_report``) works;
+    appended, so ``tools/test.py`` never shadows the standard library's ``test``."""
+    if TOOLS not in sys.path:
+        sys.path.append(TOOLS)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

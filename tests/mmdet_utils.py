@@ -2,7 +2,7 @@
 import os
 import uuid
 
-from mnet_backbone.mmdet_plugin.tools import dataset_options
+from mnet_backbone.openmmlab.commands import dataset_options
 from mnet_backbone.shapes import CLASSES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

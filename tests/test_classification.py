@@ -26,16 +26,16 @@ if has('mmpretrain') and has('mmdet'):
 
     import mnet_backbone  # noqa: F401
     from mnet_backbone import mmpretrain_plugin
-    from mnet_backbone.mmdet_plugin.checkpoint import load_runner_checkpoint
-    from mnet_backbone.mmdet_plugin.tools import (
+    from mnet_backbone.openmmlab.checkpoint import load_runner_checkpoint
+    from mnet_backbone.openmmlab.commands import (
         DatasetNotFoundError,
         UsageError,
         check_dataset_paths,
         run_cli,
         train_config,
     )
-    from mnet_backbone.mmdet_plugin.tools import test as run_test
-    from mnet_backbone.mmdet_plugin.tools import train as run_train
+    from mnet_backbone.openmmlab.commands import test as run_test
+    from mnet_backbone.openmmlab.commands import train as run_train
     from mnet_backbone.mmpretrain_plugin import (
         ClassificationDataError,
         RMSpropTF,

@@ -70,7 +70,7 @@ def shapes320(tmp_path_factory):
 def trained(shapes320, tmp_path_factory):
     """(config options, checkpoint) of the main job's detector trained for 24 steps."""
     from mmdet_utils import tiny_options
-    from mnet_backbone.mmdet_plugin.tools import run_cli, train
+    from mnet_backbone.openmmlab.commands import run_cli, train
     work = tmp_path_factory.mktemp("det_work")
     opts = tiny_options(CONFIG, shapes320, epochs=6, batch_size=8) + [
         "train_cfg.val_interval=100", "param_scheduler.0.end=2", "param_scheduler.1.T_max=6",
@@ -83,7 +83,7 @@ def trained(shapes320, tmp_path_factory):
 @pytest.fixture(scope="session")
 def mmdet_model(trained):
     from mnet_backbone.mmdet_plugin.deploy import load_detector
-    from mnet_backbone.mmdet_plugin.tools import parse_cfg_options
+    from mnet_backbone.openmmlab.commands import parse_cfg_options
     opts, ckpt = trained
     model, cfg = load_detector(CONFIG, ckpt, parse_cfg_options(opts))
     return model, cfg
@@ -244,7 +244,7 @@ def test_bad_input_fails_before_any_export(mmdet_model, tmp_path, monkeypatch):
 
 def test_checkpoint_of_another_alpha_is_refused(trained):
     from mnet_backbone.mmdet_plugin.deploy import load_detector
-    from mnet_backbone.mmdet_plugin.tools import parse_cfg_options
+    from mnet_backbone.openmmlab.commands import parse_cfg_options
     from mnet_backbone.state_dicts import CheckpointMismatchError
     opts, ckpt = trained
     options = parse_cfg_options(opts)

@@ -70,7 +70,9 @@ def test_bad_alpha_stops_before_training(tmp_path, capsys):
 def test_prediction_picture_draws_only_boxes_above_the_threshold():
     import numpy as np
     from PIL import Image
-    from mnet_backbone.mmdet_plugin.report import PRED_COLOUR, TRUTH_COLOUR, compare_panels
+    report = load_tool('main_job_report')
+    PRED_COLOUR, TRUTH_COLOUR, compare_panels = (report.PRED_COLOUR, report.TRUTH_COLOUR,
+                                                 report.compare_panels)
 
     img = Image.new('RGB', (200, 160), (128, 128, 128))
     truth = [(20, 20, 80, 80, 'circle')]

@@ -20,7 +20,7 @@ if has('mmdet'):
     from mmengine.config import Config
     from torch.nn.modules.batchnorm import _BatchNorm
 
-    from mnet_backbone.mmdet_plugin.tools import (DatasetNotFoundError, check_dataset_paths,
+    from mnet_backbone.openmmlab.commands import (DatasetNotFoundError, check_dataset_paths,
                                                   test as run_test, train as run_train,
                                                   train_config)
     from mnet_backbone.model import scale_channels
@@ -198,7 +198,7 @@ def test_amp_on_cpu_uses_bfloat16(shapes_root, tmp_path):
 
 
 def _ckpt_iter(path):
-    from mnet_backbone.mmdet_plugin.checkpoint import load_runner_checkpoint
+    from mnet_backbone.openmmlab.checkpoint import load_runner_checkpoint
     return load_runner_checkpoint(str(path))
 
 

@@ -136,7 +136,7 @@ def test_the_mmengine_loader_patch_is_gated_and_undoable(mmdet_face, bad_files, 
     restore_mmengine_checkpoints() puts mmengine's own back."""
     import mmengine
     from mmengine.runner import CheckpointLoader
-    from mnet_backbone.mmdet_plugin import checkpoint as ckpt
+    from mnet_backbone.openmmlab import checkpoint as ckpt
     ours = ckpt.load_from_local_safe
     assert CheckpointLoader._schemes[""] is ours
     ckpt.restore_mmengine_checkpoints()

@@ -18,8 +18,8 @@ pytestmark = pytest.mark.skipif(not has('mmdet'), reason='needs the mmdet extra'
 
 if has('mmdet'):
     from mmdet_utils import config_path, tiny_options
-    from mnet_backbone.mmdet_plugin.guards import non_finite_tensors
-    from mnet_backbone.mmdet_plugin.tools import run_cli, test as run_test, train as run_train
+    from mnet_backbone.openmmlab.guards import non_finite_tensors
+    from mnet_backbone.openmmlab.commands import run_cli, test as run_test, train as run_train
     from mnet_backbone.weights.hub import load_checkpoint
 
 CONFIG = 'ssdlite320_mnet_a050.py'
@@ -175,7 +175,7 @@ def test_explicit_unreadable_resume_is_one_error_line(trained, tmp_path):
 KILL_DURING_SAVE = r"""
 import os, signal, sys
 from mmengine.fileio.backends import LocalBackend
-from mnet_backbone.mmdet_plugin.tools import run_cli, train
+from mnet_backbone.openmmlab.commands import run_cli, train
 
 put = LocalBackend.put
 def half_then_kill(self, obj, filepath):

@@ -13,7 +13,7 @@ from mmengine.dataset import default_collate
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
-from mnet_backbone.mmdet_plugin.guards import (NonFiniteCheckpointError,
+from mnet_backbone.openmmlab.guards import (NonFiniteCheckpointError,
                                                NonFiniteGuardHook, NonFiniteLossError,
                                                non_finite_tensors)
 from mnet_backbone.weights.hub import load_checkpoint

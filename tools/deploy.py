@@ -58,7 +58,7 @@ def build(args):
             val = ValSet.from_coco(args.val_ann, args.val_img_dir, limit=args.val_limit)
         return model, val, pytorch_predict(model), args.class_names
     from mnet_backbone.mmdet_plugin.deploy import load_detector, pytorch_predict, val_set
-    from mnet_backbone.mmdet_plugin.tools import parse_cfg_options
+    from mnet_backbone.openmmlab.commands import parse_cfg_options
     model, cfg = load_detector(args.config, args.checkpoint, parse_cfg_options(args.cfg_options))
     val = val_set(cfg, args.val_limit) if args.val else None
     return model, val, pytorch_predict(model), list(model.dataset_meta.get("classes", ())) or None

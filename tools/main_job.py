@@ -68,8 +68,8 @@ def model_options(config: str, alpha: float):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from mnet_backbone.mmdet_plugin import report
-    from mnet_backbone.mmdet_plugin.tools import dataset_options, parse_cfg_options, run_cli, test
+    import main_job_report as report  # tools/main_job_report.py, beside this script
+    from mnet_backbone.openmmlab.commands import dataset_options, parse_cfg_options, run_cli, test
     from mnet_backbone.shapes import ShapesSpec, is_complete, make_shapes_dataset
 
     alpha_opts = []

@@ -2,7 +2,7 @@
 CHECKPOINT [--work-dir DIR] [--out results.pkl] [--show-dir vis] [--cfg-options k=v ...]``."""
 import sys
 
-from mnet_backbone.mmdet_plugin.tools import run_cli, test
+from mnet_backbone.openmmlab.commands import run_cli, test
 
 if __name__ == '__main__':
     sys.exit(run_cli(test))

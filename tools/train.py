@@ -2,7 +2,7 @@
 [--work-dir DIR] [--resume [CKPT]] [--amp] [--cfg-options k=v ...] [--launcher pytorch]``."""
 import sys
 
-from mnet_backbone.mmdet_plugin.tools import run_cli, train
+from mnet_backbone.openmmlab.commands import run_cli, train
 
 if __name__ == '__main__':
     sys.exit(run_cli(train))

@@ -3,7 +3,7 @@ custom_imports = dict(imports=['mnet_backbone'], allow_failed_imports=False)
 default_scope = 'mmdet'
 # mmengine's Runner with checkpoints written whole (temporary file + rename), a resume that skips
 # an unreadable newest checkpoint, and hook / loop keys checked at start-up
-# (mnet_backbone.mmdet_plugin.runner); mmdet's and mmpretrain's tools build it too.
+# (mnet_backbone.openmmlab.runner); mmdet's and mmpretrain's tools build it too.
 runner_type = 'CheckedRunner'
 
 default_hooks = dict(
@@ -16,7 +16,7 @@ default_hooks = dict(
 custom_hooks = [
     dict(type='NumClassCheckHook'),
     # A NaN / inf loss stops the run before the step (policy='skip': skip the step) and
-    # non-finite weights are never saved (mnet_backbone.mmdet_plugin.guards).
+    # non-finite weights are never saved (mnet_backbone.openmmlab.guards).
     dict(type='NonFiniteGuardHook', policy='stop'),
 ]
 

@@ -10,7 +10,6 @@ from mmdet.registry import MODELS
 from torch import nn
 
 
-@MODELS.register_module()
 class SSDHeadPatched(SSDHead):
     """``SSDHead`` that can predict, with an optional 1x1 box predictor.
 

@@ -1,19 +1,5 @@
-"""Mixed precision for ``--amp`` on machines without a GPU."""
-from contextlib import contextmanager
+"""Deprecated path: moved to :mod:`mnet_backbone.openmmlab.optim` (mmengine level,
+shared by the faces)."""
+from .._moved import moved_to
 
-import torch
-from mmengine.optim import OptimWrapper
-from mmengine.registry import OPTIM_WRAPPERS
-
-
-@OPTIM_WRAPPERS.register_module()
-class CPUAmpOptimWrapper(OptimWrapper):
-    """bfloat16 autocast on the CPU; mmengine's ``AmpOptimWrapper`` refuses to run without CUDA.
-
-    bfloat16 has float32's exponent range, so no loss scaling is needed.
-    """
-
-    @contextmanager
-    def optim_context(self, model):
-        with super().optim_context(model), torch.autocast('cpu', dtype=torch.bfloat16):
-            yield
+__getattr__ = moved_to(__name__, 'mnet_backbone.openmmlab.optim')

@@ -30,18 +30,18 @@ untouched, no registry entry is replaced, :func:`unpatch_detectors` restores the
 mmdet versions are not patched (a warning says so); configs then must write every width.
 """
 import copy
-import functools
 import inspect
 import logging
 import warnings
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from mmengine.logging import print_log
 
 from ..model import STAGE_STRIDES, detector_widths, stage_channels
+from ..openmmlab.init_patch import InitPatch
 
 SUPPORTED_MMDET = '3.3.'
-_ORIGINALS: Dict[type, Any] = {}
+_PATCH = InitPatch()
 
 
 def _log(msg: str, warn: bool = False) -> None:
@@ -332,14 +332,8 @@ def check_normalisation(backbone: dict, data_preprocessor: Optional[dict]) -> bo
     return True
 
 
-def _wrap(cls, head_names: Sequence[str]) -> None:
-    original = cls.__init__
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
-        bound = signature.bind(self, *args, **kwargs)
-        arguments = bound.arguments
+def _rewrite_widths(head_names: Sequence[str]):
+    def rewrite(arguments: dict) -> None:
         backbone = arguments.get('backbone')
         if is_mnet_backbone(backbone):
             check_normalisation(backbone, arguments.get('data_preprocessor'))
@@ -350,11 +344,7 @@ def _wrap(cls, head_names: Sequence[str]) -> None:
             for name in head_names:
                 if arguments.get(name) is not None:
                     arguments[name] = heads[f'model.{name}']
-        original(*bound.args, **bound.kwargs)
-
-    __init__.__mnet_original__ = original
-    _ORIGINALS[cls] = original
-    cls.__init__ = __init__
+    return rewrite
 
 
 def patch_detectors() -> bool:
@@ -369,17 +359,14 @@ def patch_detectors() -> bool:
     from mmdet.models.detectors import SingleStageDetector, TwoStageDetector
     for cls, heads in ((SingleStageDetector, ('bbox_head',)),
                        (TwoStageDetector, ('rpn_head', 'roi_head'))):
-        if cls not in _ORIGINALS:
-            _wrap(cls, heads)
+        _PATCH.install(cls, _rewrite_widths(heads))
     return True
 
 
 def unpatch_detectors() -> None:
     """Restore mmdet's own ``__init__`` methods."""
-    for cls, original in list(_ORIGINALS.items()):
-        cls.__init__ = original
-        del _ORIGINALS[cls]
+    _PATCH.undo()
 
 
 def is_patched() -> bool:
-    return bool(_ORIGINALS)
+    return _PATCH.active

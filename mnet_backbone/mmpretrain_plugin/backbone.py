@@ -1,17 +1,17 @@
 """``MobileNetV1`` in mmpretrain's MODELS registry: the core model with mmpretrain's conventions.
 
-The layers come from the core (:mod:`mnet_backbone.model`) through the mmdet face's class, which
-already translates the OpenMMLab conventions both libraries share (mmcv ``conv_cfg`` /
-``norm_cfg`` / ``act_cfg``, ``init_cfg`` with ``mnet://`` or file weights through
-:mod:`mnet_backbone.mmdet_plugin.pretrained`, ``frozen_stages``, ``norm_eval``, ``with_cp``, a
-tuple of features). What differs in mmpretrain is said here: the default output is the last
+The layers come from the core (:mod:`mnet_backbone.model`) through
+:class:`mnet_backbone.openmmlab.OpenMMLabMobileNetV1`, which translates the OpenMMLab conventions
+mmdet and mmpretrain share (mmcv ``conv_cfg`` / ``norm_cfg`` / ``act_cfg``, ``init_cfg`` with
+``mnet://`` or file weights, ``frozen_stages``, ``norm_eval``, ``with_cp``, a tuple of
+features). What differs in mmpretrain is said here: the default output is the last
 stage only, ``out_indices`` may count from the end (``-1``) or be one int, as in mmpretrain's
 ResNet, and checkpoints in the core's layout load into mmpretrain's ``ImageClassifier``.
 """
 from typing import Sequence, Union
 
-from ..mmdet_plugin.backbone import MobileNetV1 as _MMCVMobileNetV1
 from ..model import TABLE_1
+from ..openmmlab.backbone import OpenMMLabMobileNetV1
 from ..weights import check_fit
 
 __all__ = ['MobileNetV1', 'core_to_classifier_keys', 'normalize_out_indices']
@@ -48,7 +48,7 @@ def core_to_classifier_keys(state_dict: dict, prefix: str = '') -> bool:
     return True
 
 
-class MobileNetV1(_MMCVMobileNetV1):
+class MobileNetV1(OpenMMLabMobileNetV1):
     """MobileNetV1 backbone for mmpretrain (the core model, built from mmcv layer configs).
 
     Args:
@@ -56,9 +56,9 @@ class MobileNetV1(_MMCVMobileNetV1):
         out_indices: stages to return (0-4 or -5..-1; strides 2, 4, 8, 16, 32; channels 64,
             128, 256, 512, 1024 times alpha). Default: the last stage, what a classifier uses.
         frozen_stages: stages 0..frozen_stages are frozen (-1: none).
-        **kwargs: the mmdet face's arguments (``conv_cfg``, ``norm_cfg``, ``act_cfg``,
+        **kwargs: the OpenMMLab backbone's arguments (``conv_cfg``, ``norm_cfg``, ``act_cfg``,
             ``norm_eval``, ``with_cp``, ``separable``, ``shallow``, ``tf_padding``,
-            ``init_cfg``), see :class:`mnet_backbone.mmdet_plugin.MobileNetV1`.
+            ``init_cfg``), see :class:`mnet_backbone.openmmlab.OpenMMLabMobileNetV1`.
     """
 
     def __init__(self, alpha: float = 1.0, out_indices: Union[int, Sequence[int]] = (4,),

@@ -7,7 +7,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
-from ..mmdet_plugin.pretrained import SCHEME
+from ..openmmlab.pretrained import SCHEME
 from ..weights import ENTRIES, IncompatibleWeightsError, apply_model_kwargs, resolve_weights
 from .backbone import core_to_classifier_keys
 from .data import ClassificationDataError

@@ -16,21 +16,21 @@ mmpretrain 1.2.x; other backbones and necks pass through untouched, no registry 
 warning says so); configs then write ``head.in_channels`` for their alpha.
 """
 import copy
-import functools
 import inspect
 import logging
 import warnings
-from typing import Any, Dict, Optional
+from typing import Optional
 
 from mmengine.logging import print_log
 
 from ..model import stage_channels
+from ..openmmlab.init_patch import InitPatch
 from .backbone import MobileNetV1, normalize_out_indices
 
 SUPPORTED_MMPRETRAIN = '1.2.'
 # Necks whose output has the backbone's channels.
 POOLING_NECKS = ('GlobalAveragePooling', 'GeneralizedMeanPooling')
-_ORIGINALS: Dict[type, Any] = {}
+_PATCH = InitPatch()
 
 
 def _resolve_type(cfg) -> Optional[type]:
@@ -80,22 +80,10 @@ def resolve_head(backbone, neck, head):
     return head
 
 
-def _wrap(cls) -> None:
-    original = cls.__init__
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def __init__(self, *args, **kwargs):
-        bound = signature.bind(self, *args, **kwargs)
-        arguments = bound.arguments
-        if arguments.get('head') is not None:
-            arguments['head'] = resolve_head(arguments.get('backbone'), arguments.get('neck'),
-                                             arguments['head'])
-        original(*bound.args, **bound.kwargs)
-
-    __init__.__mnet_original__ = original
-    _ORIGINALS[cls] = original
-    cls.__init__ = __init__
+def _rewrite_head(arguments: dict) -> None:
+    if arguments.get('head') is not None:
+        arguments['head'] = resolve_head(arguments.get('backbone'), arguments.get('neck'),
+                                         arguments['head'])
 
 
 def patch_classifiers() -> bool:
@@ -109,13 +97,10 @@ def patch_classifiers() -> bool:
                       stacklevel=2)
         return False
     from mmpretrain.models.classifiers import ImageClassifier
-    if ImageClassifier not in _ORIGINALS:
-        _wrap(ImageClassifier)
+    _PATCH.install(ImageClassifier, _rewrite_head)
     return True
 
 
 def unpatch_classifiers() -> None:
     """Restore mmpretrain's own ``ImageClassifier.__init__``."""
-    for cls, original in list(_ORIGINALS.items()):
-        cls.__init__ = original
-        del _ORIGINALS[cls]
+    _PATCH.undo()
