@@ -464,3 +464,206 @@ def test_convert_tool(mmdet_models, keras_files, tmp_path, capsys):
         assert (backbone.eval()(x)[0] - model.forward_features(x)[-1]).abs().max() < 1e-5
     assert convert_main([path, out, "--from", "timm"]) == 2
     assert "Keras HDF5 file" in capsys.readouterr().err
+
+
+# --- one resolver: entries, files, ~ paths, URLs, state dicts -------------------------------------
+
+def _plain_checkpoint(path, alpha=0.25, seed=3, **model_kwargs):
+    """This package's converted format (what convert_to_file writes), settings in its meta."""
+    from mnet_backbone.weights.hub import save_checkpoint
+    torch.manual_seed(seed)
+    state = MobileNetV1(alpha=alpha, **model_kwargs).state_dict()
+    save_checkpoint(str(path), state, {"source": "plain", "model_kwargs": model_kwargs})
+    return state
+
+
+@pytest.fixture
+def plain_server(tmp_path):
+    """Serves tmp_path/served on 127.0.0.1 (never the internet); records the requested paths."""
+    root = tmp_path / "served"
+    root.mkdir()
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", requests, root
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_locate_kinds_and_precedence(tmp_path, monkeypatch, torch_home):
+    from mnet_backbone.weights import Located, locate
+    entry = ENTRIES["keras_0.25_128"]
+    assert locate("keras_0.25_128") == Located("entry", "keras_0.25_128", entry=entry)
+    assert locate(entry).entry is entry and locate(entry).key[:2] == ("entry", entry.name)
+    # a registered name wins over a file of the same name; ./name reaches the file
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keras_0.25_128").write_bytes(b"x")
+    assert locate("keras_0.25_128").kind == "entry"
+    here = locate("./keras_0.25_128")
+    assert (here.kind, here.path) == ("file", str(tmp_path / "keras_0.25_128"))
+    # ~ is expanded, the path made absolute; the description keeps what was written
+    monkeypatch.setenv("HOME", str(tmp_path))
+    home = locate("~/keras_0.25_128")
+    assert home.path == here.path and home.given == "~/keras_0.25_128"
+    # a file's cache key follows its mtime (an edited file is other weights)
+    key = home.key
+    os.utime(home.path, (1, 1))
+    assert home.key != key and home.key == ("file", home.path, 1)
+    url = locate("https://example.invalid/dir/mobilenet.h5?download=1")  # nothing is fetched
+    assert url.kind == "url" and url.url.endswith("?download=1")
+    assert url.path.startswith(cache_dir()) and url.path.endswith("-mobilenet.h5")
+    assert url.key == ("url", url.url) and locate(url) is url
+    assert locate({"stages.0.0.conv.weight": torch.zeros(1)}).kind == "state_dict"
+    with pytest.raises(UnknownEntryError, match="neither a registered entry nor an existing "
+                                                "file.*valid entries: keras_1.0_224"):
+        locate("no_such_weights.pth")
+    with pytest.raises(UnknownEntryError, match="neither"):
+        locate(str(tmp_path))  # a folder is not a weights file
+    with pytest.raises(TypeError, match="got int"):
+        locate(3)
+
+
+def test_home_path_weights(tmp_path, monkeypatch):
+    from mnet_backbone.weights import resolve_weights
+    monkeypatch.setenv("HOME", str(tmp_path))
+    state = _plain_checkpoint(tmp_path / "w.pth", tf_padding=True, bn_eps=1e-3)
+    state_dict, model_kwargs, what = resolve_weights("~/w.pth")
+    assert model_kwargs == {"tf_padding": True, "bn_eps": 1e-3}
+    assert what == "plain weights from ~/w.pth"
+    model = mobilenet_v1(weights="~/w.pth", alpha=0.25)
+    assert model.tf_padding
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
+def test_url_weights_download_once_then_convert(plain_server, torch_home, tmp_path):
+    from mnet_backbone.weights import convert_to_file, locate, resolve_weights
+    base, requests, root = plain_server
+    state = _plain_checkpoint(root / "mnet_0.25.pth", tf_padding=True, bn_eps=1e-3)
+    url = f"{base}/mnet_0.25.pth"
+    model = mobilenet_v1(weights=url, alpha=0.25, progress=False)
+    assert requests == ["/mnet_0.25.pth"]
+    assert model.tf_padding and all(torch.equal(model.state_dict()[k], v)
+                                    for k, v in state.items())
+    assert os.path.isfile(locate(url).path)
+    # the cached copy is used: no second request, from any entry point
+    _, model_kwargs, what = resolve_weights(url, progress=False)
+    assert what == f"plain weights from {url}" and model_kwargs["tf_padding"]
+    load_weights(MobileNetV1(alpha=0.25, tf_padding=True, bn_eps=1e-3), url, progress=False)
+    meta = convert_to_file(url, str(tmp_path / "out.pth"))
+    assert requests == ["/mnet_0.25.pth"]
+    assert meta["converted_from"] == "mnet_0.25.pth" and meta["stem_channels"] == 8
+    with pytest.raises(IncompatibleWeightsError, match="need tf_padding=True"):
+        mobilenet_v1(weights=url, alpha=0.25, tf_padding=False)
+
+
+def test_url_weights_errors(plain_server, torch_home):
+    base, requests, root = plain_server
+    with pytest.raises(WeightsDownloadError, match="HTTP 404"):
+        mobilenet_v1(weights=f"{base}/missing.pth", progress=False)
+    (root / "page.pth").write_bytes(b"<!DOCTYPE html><html>not weights</html>")
+    with pytest.raises(CorruptWeightsError, match="HTML page.*was deleted"):
+        mobilenet_v1(weights=f"{base}/page.pth", progress=False)
+    assert not [n for n in os.listdir(cache_dir()) if not n.endswith(".partial")]
+    # a damaged cached copy is downloaded once more instead of failing
+    _plain_checkpoint(root / "good.pth")
+    from mnet_backbone.weights import locate
+    cached = locate(f"{base}/good.pth").path
+    os.makedirs(os.path.dirname(cached), exist_ok=True)
+    with open(cached, "wb") as f:
+        f.write(b"truncated")
+    before = len(requests)
+    mobilenet_v1(weights=f"{base}/good.pth", alpha=0.25, progress=False)
+    assert len(requests) == before + 1
+
+
+def test_convert_to_file_uses_the_same_precedence(tmp_path, monkeypatch):
+    from mnet_backbone import weights as weights_mod
+    from mnet_backbone.weights import convert_to_file
+    monkeypatch.chdir(tmp_path)
+    _plain_checkpoint(tmp_path / "keras_0.25_128", alpha=0.5)
+    fake = MobileNetV1(alpha=0.25).state_dict()
+    monkeypatch.setattr(weights_mod, "load_state_dict", lambda entry, *a: fake)
+    assert convert_to_file("keras_0.25_128", "e.pth")["source"] == "keras"  # the entry wins
+    meta = convert_to_file("./keras_0.25_128", "f.pth")  # ./name: the file
+    assert meta["source"] == "plain" and meta["stem_channels"] == 16
+    with pytest.raises(UnknownEntryError, match="neither a registered entry nor an existing"):
+        convert_to_file("missing.pth", "g.pth")
+    with pytest.raises(IncompatibleWeightsError, match="is a 'keras' entry, not 'timm'"):
+        convert_to_file("keras_0.25_128", "h.pth", source="timm")
+
+
+# --- one place for the settings weights need ---------------------------------------------------
+
+def test_settings_merge_rules():
+    from functools import partial
+    from mnet_backbone.weights.settings import merge_kwargs, required_kwargs
+    entry = ENTRIES["keras_0.25_128"]
+    assert required_kwargs(entry) == dict(alpha=0.25, num_classes=1000, **KERAS_MODEL_KWARGS)
+    assert required_kwargs(entry, drop_background=True)["num_classes"] == 999
+    assert "num_classes" not in required_kwargs(entry, backbone_only=True)
+    merged = merge_kwargs({"dropout": 0.2}, required_kwargs(entry))
+    assert merged == {"dropout": 0.2, **required_kwargs(entry)}
+    with pytest.raises(IncompatibleWeightsError, match=r"w need alpha=0\.25, but alpha=1\.0 was "
+                                                       r"given; leave it out$"):
+        merge_kwargs({"alpha": 1.0}, required_kwargs(entry), "w")
+
+    def mismatch(what, key, wanted, given):
+        return KeyError(f"{what}/{key}/{wanted}/{given}")
+
+    with pytest.raises(KeyError, match="w/num_classes/1000/10"):  # the caller's type and text
+        merge_kwargs({"num_classes": 10}, required_kwargs(entry), "w", mismatch)
+    # a given norm_layer gets the weights' bn_eps (the core ignores bn_eps with a norm_layer)
+    norm = merge_kwargs({"norm_layer": nn.BatchNorm2d}, {"bn_eps": 1e-3})["norm_layer"]
+    assert isinstance(norm, partial) and norm(4).eps == 1e-3
+    again = merge_kwargs({"norm_layer": norm, "bn_eps": 1e-3}, {})["norm_layer"]
+    assert again.func is nn.BatchNorm2d and again.keywords == {"eps": 1e-3}
+
+
+def test_core_builder_checks_before_download_and_passes_eps_to_norm(monkeypatch):
+    FrozenBatchNorm2d = pytest.importorskip("torchvision.ops.misc").FrozenBatchNorm2d
+    from mnet_backbone import weights as weights_mod
+    calls = []
+
+    def load_state_dict(entry, progress=True, check_hash=True):
+        calls.append(entry.name)
+        return MobileNetV1(alpha=entry.alpha, **entry.model_kwargs).state_dict()
+
+    monkeypatch.setattr(weights_mod, "load_state_dict", load_state_dict)
+    with pytest.raises(IncompatibleWeightsError, match="need alpha=0.25"):  # alpha is checked first
+        mobilenet_v1(weights="keras_0.25_128", alpha=1.0, num_classes=10)
+    assert calls == []
+    model = mobilenet_v1(weights="keras_0.25_128", norm_layer=FrozenBatchNorm2d)
+    assert calls == ["keras_0.25_128"]
+    assert {m.eps for m in model.modules() if isinstance(m, FrozenBatchNorm2d)} == {1e-3}
+
+
+def test_weights_import_no_face():
+    """The weights package is below every face: none of its modules imports one (mmengine only
+    lazily, for the message-hub objects of Runner checkpoints)."""
+    import ast
+    import pathlib
+    faces = ("mmdet", "mmpretrain", "mmcv", "torchvision", "mnet_backbone.mmdet_plugin",
+             "mnet_backbone.mmpretrain_plugin", "mnet_backbone.openmmlab",
+             "mnet_backbone.tv_models")
+    import mnet_backbone.weights as package
+    folder = pathlib.Path(package.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                package = {0: "", 1: "mnet_backbone.weights.", 2: "mnet_backbone."}[node.level]
+                names = [package + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert not name.startswith(faces), f"{path.name}:{node.lineno} imports {name}"
+                if name.startswith("mmengine"):
+                    assert path.name == "hub.py" and node.col_offset > 0, (path.name, name)

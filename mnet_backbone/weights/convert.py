@@ -23,6 +23,7 @@ after the stem in :data:`mnet_backbone.model.TABLE_1` order.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -30,8 +31,7 @@ from torch import Tensor
 
 from ..model import TABLE_1
 from .entries import KERAS_MODEL_KWARGS, TIMM_MODEL_KWARGS
-from .hub import (CorruptWeightsError, IncompatibleWeightsError, UnknownEntryError,
-                  load_checkpoint, save_checkpoint)
+from .hub import CorruptWeightsError, IncompatibleWeightsError, load_checkpoint, save_checkpoint
 from .tf_graph import TF_GRAPH_MODEL_KWARGS, from_tf_graph, is_tf_graph_path, read_tf_graph
 
 __all__ = ["SOURCES", "read_keras_h5", "from_keras", "from_timm", "from_sequential", "from_plain",
@@ -348,7 +348,8 @@ _drop_background = drop_background  # convert_to_file's argument of the same nam
 
 def convert_to_file(src: str, dst: str, source: Optional[str] = None,
                     backbone_only: bool = False, drop_background: bool = False) -> dict:
-    """Convert the weights file ``src`` (or a registered entry name) to ``dst``.
+    """Convert the weights ``src`` (a registered entry name, an http(s) URL or a file; see
+    :func:`mnet_backbone.weights.resolve.locate`) to the file ``dst``.
 
     ``drop_background`` turns a TF-slim 1001-class head into the 1000 ImageNet classes (see
     :func:`drop_background`).
@@ -358,26 +359,17 @@ def convert_to_file(src: str, dst: str, source: Optional[str] = None,
     :func:`mnet_backbone.weights.load_weights`, which also applies the settings recorded in
     ``meta['model_kwargs']``. Returns the meta data.
     """
-    from .entries import ENTRIES
-    from . import load_state_dict
+    from .resolve import convert_weights, locate  # resolve reads files through this module
 
-    if src in ENTRIES and not os.path.exists(src):
-        entry = ENTRIES[src]
-        if source is not None and source != entry.source:
-            raise IncompatibleWeightsError(f"{src} is a {entry.source!r} entry, not {source!r}")
-        state_dict, model_kwargs, source = (load_state_dict(entry), dict(entry.model_kwargs),
-                                            entry.source)
-    elif not os.path.exists(os.path.expanduser(src)):
-        raise UnknownEntryError(f"{src!r} is neither an existing file nor a registered entry; "
-                                f"valid entries: {', '.join(ENTRIES)}")
-    else:
-        state_dict, model_kwargs, source = convert_file(src, source)
+    located = locate(src)
+    state_dict, model_kwargs, source, _ = convert_weights(located, source)
     if drop_background:
         state_dict = _drop_background(state_dict, src)
     if backbone_only:
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
     stem = state_dict.get(f"{_blocks()[0]}.conv.weight")
-    meta = dict(source=source, converted_from=os.path.basename(src), model_kwargs=model_kwargs,
+    name = urllib.parse.urlsplit(src).path if located.kind == "url" else src
+    meta = dict(source=source, converted_from=os.path.basename(name), model_kwargs=model_kwargs,
                 num_classes=int(state_dict["fc.weight"].shape[0]) if "fc.weight" in state_dict
                 else 0,
                 stem_channels=int(stem.shape[0]) if stem is not None else None)
