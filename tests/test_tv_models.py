@@ -317,6 +317,30 @@ def test_bad_weights_arguments(fake_download):
     assert fake_download == []  # every check happens before any download
 
 
+def test_builder_translates_onto_the_weights_builder(fake_download, monkeypatch):
+    w = MobileNet_V1_Weights.KERAS_0_25_128
+    # torchvision's order: num_classes (from the categories) before what the entry fixes; the
+    # core's builder checks alpha first
+    with pytest.raises(ValueError, match="'num_classes' expected value 1000 but got 10"):
+        mobilenet_v1(weights=w, num_classes=10, alpha=1.0)
+    with pytest.raises(weights_mod.IncompatibleWeightsError, match="need alpha=0.25"):
+        weights_mod.mobilenet_v1(weights=w.entry, num_classes=10, alpha=1.0)
+    assert fake_download == []
+    calls = []
+    build = weights_mod.build_model
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(weights_mod, "build_model", spy)
+    mobilenet_v1(weights=w, progress=False, dropout=0.1)
+    (weights, kwargs), options = calls[0]
+    assert weights is w.entry and kwargs == {"dropout": 0.1, "num_classes": 1000}
+    assert options["progress"] is False
+    assert fake_download == [(w.entry, False, True)]
+
+
 # --- torchvision's model checks: TorchScript, fx, gradients ---------------------------------------
 
 

@@ -19,6 +19,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import torch
 
 from .. import weights as _weights
+from ..weights import settings as _settings
 from ..cost import count
 from ..model import MIN_INPUT_SIZE, MobileNetV1
 from . import _compat
@@ -49,23 +50,27 @@ def member_name(entry_name: str) -> str:
 
 def entry_model_kwargs(entry: Any) -> Dict[str, Any]:
     """Core ``MobileNetV1`` arguments a checkpoint needs (width and its ``model_kwargs``)."""
-    return {"alpha": entry.alpha, **dict(getattr(entry, "model_kwargs", None) or {})}
+    return _settings.required_kwargs(entry, backbone_only=True)
+
+
+def torchvision_mismatch(weights: Any, what: str, param: str, expected: Any,
+                         given: Any) -> ValueError:
+    """torchvision's error for an argument the weights fix (``what`` is the core's description,
+    unused: torchvision names the enum member)."""
+    hint = ""
+    if param == "num_classes":
+        hint = (" Build the model with the weights' classes and replace `model.fc` "
+                "(or use the weights as a backbone) to train on other classes.")
+    source = f" by {weights!r}" if weights is not None else ""
+    return ValueError(f"The parameter '{param}' expected value {expected!r} but got "
+                      f"{given!r} instead (fixed{source}).{hint}")
 
 
 def overwrite_named_param(kwargs: Dict[str, Any], param: str, new_value: Any,
                           weights: Any = None) -> None:
     """torchvision's rule: an argument the weights fix must be left out or equal to theirs."""
-    if param in kwargs:
-        if kwargs[param] != new_value:
-            hint = ""
-            if param == "num_classes":
-                hint = (" Build the model with the weights' classes and replace `model.fc` "
-                        "(or use the weights as a backbone) to train on other classes.")
-            source = f" by {weights!r}" if weights is not None else ""
-            raise ValueError(f"The parameter '{param}' expected value {new_value!r} but got "
-                             f"{kwargs[param]!r} instead (fixed{source}).{hint}")
-    else:
-        kwargs[param] = new_value
+    kwargs.update(_settings.fill_kwargs(kwargs, {param: new_value},
+                                        mismatch=functools.partial(torchvision_mismatch, weights)))
 
 
 def _categories(num_classes: int) -> List[str]:
@@ -228,14 +233,9 @@ def mobilenet_v1(*, weights: Optional[MobileNet_V1_Weights] = None, progress: bo
         >>> model = torchvision.models.get_model("mobilenet_v1", weights=None, alpha=0.5)
     """
     weights = MobileNet_V1_Weights.verify(weights)
-    if weights is not None:
-        overwrite_named_param(kwargs, "num_classes", len(weights.meta["categories"]), weights)
-        for key, value in entry_model_kwargs(weights.entry).items():
-            overwrite_named_param(kwargs, key, value, weights)
-        if kwargs.get("norm_layer") is not None and "bn_eps" in kwargs:
-            # the core ignores bn_eps when given a norm_layer: keep the trained epsilon anyway
-            kwargs["norm_layer"] = functools.partial(kwargs["norm_layer"], eps=kwargs["bn_eps"])
-    model = MobileNetV1(**kwargs)
-    if weights is not None:
-        model.load_state_dict(weights.get_state_dict(progress=progress, check_hash=True))
-    return model
+    if weights is None:
+        return _weights.build_model(None, kwargs)
+    # torchvision's order: the classes of the weights' categories first, then what they fix
+    overwrite_named_param(kwargs, "num_classes", len(weights.meta["categories"]), weights)
+    return _weights.build_model(weights.entry, kwargs, progress=progress,
+                                mismatch=functools.partial(torchvision_mismatch, weights))

@@ -28,8 +28,9 @@ from torchvision.ops.feature_pyramid_network import (ExtraFPNBlock, FeaturePyram
 
 from ..model import SSD_EXTRA_CHANNELS, TABLE_1, MobileNetV1, detector_widths
 from . import _compat
-from .classification import (MobileNet_V1_Weights, entry_model_kwargs, overwrite_named_param,
-                             UnknownWeightsError)
+from .. import weights as _weights
+from ..weights.settings import merge_kwargs
+from .classification import MobileNet_V1_Weights, UnknownWeightsError, torchvision_mismatch
 
 _TV = _compat.load()
 SSD = _TV.SSD
@@ -183,20 +184,14 @@ def _core_backbone(weights: Optional[MobileNet_V1_Weights], progress: bool,
             raise ValueError(f"backbone_kwargs may not set {key!r}; the builder sets it")
     if alpha is not None:
         kwargs["alpha"] = alpha
-    if weights is not None:
-        for key, value in entry_model_kwargs(weights.entry).items():
-            overwrite_named_param(kwargs, key, value, weights)
     if norm_layer is not None:
-        if "bn_eps" in kwargs:
-            norm_layer = partial(norm_layer, eps=kwargs["bn_eps"])
         kwargs["norm_layer"] = norm_layer
-    body = MobileNetV1(num_classes=0, out_indices=tuple(out_indices),
-                       frozen_stages=_frozen_stages(trainable_layers), **kwargs)
-    if weights is not None:
-        state = weights.get_state_dict(progress=progress, check_hash=True)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        body.load_state_dict(state)
-    return body
+    kwargs.update(num_classes=0, out_indices=tuple(out_indices),
+                  frozen_stages=_frozen_stages(trainable_layers))
+    if weights is None:  # nothing fixed by weights; a backbone_kwargs bn_eps still reaches norms
+        return MobileNetV1(**merge_kwargs(kwargs, {}))
+    return _weights.build_model(weights.entry, kwargs, progress=progress, backbone_only=True,
+                                mismatch=partial(torchvision_mismatch, weights))
 
 
 def _check_returned_layers(returned_layers: List[int]) -> List[int]:
