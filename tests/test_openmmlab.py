@@ -124,3 +124,45 @@ def test_old_module_paths_forward_with_a_deprecation_warning():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         import mnet_backbone.mmdet_plugin.runner  # noqa: F401  (importing alone does not warn)
+
+
+@pytest.fixture
+def served_weights(tmp_path, monkeypatch):
+    import functools
+    import http.server
+    import threading
+
+    from test_weights import _plain_checkpoint
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    root = tmp_path / 'served'
+    root.mkdir()
+    state = _plain_checkpoint(root / 'mnet.pth', tf_padding=True, bn_eps=1e-3)
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            requests.append(self.path)
+
+    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
+                                            functools.partial(Handler, directory=str(root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f'http://127.0.0.1:{httpd.server_address[1]}/mnet.pth', root / 'mnet.pth', state, \
+        requests
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_mnet_scheme_resolves_files_and_urls_once(served_weights):
+    from mnet_backbone.openmmlab.pretrained import resolve_mnet
+    from mnet_backbone.weights import UnknownEntryError
+    url, path, state, requests = served_weights
+    for spec in (f'mnet://{url}', f'mnet://{path}'):
+        backbone, model_kwargs, what = resolve_mnet(spec)
+        assert model_kwargs == {'tf_padding': True, 'bn_eps': 1e-3}
+        assert not any(k.startswith('fc.') for k in backbone)
+        assert all(k.startswith('fc.') or k in backbone for k in state)
+        assert resolve_mnet(spec)[0] is backbone  # converted once
+    assert requests == ['/mnet.pth']
+    with pytest.raises(UnknownEntryError, match=r"'mnet://nope\.pth': weights 'nope\.pth' are "
+                                                r"neither a registered entry"):
+        resolve_mnet('mnet://nope.pth')

@@ -1,14 +1,13 @@
 """Runner hooks of the classification configs (``configs/_base_/cls_runtime.py``): what
 mmpretrain's Runner setup lacks for this package's weights and for a clear class-count error."""
 import logging
-import os.path as osp
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from ..openmmlab.pretrained import SCHEME
-from ..weights import ENTRIES, IncompatibleWeightsError, apply_model_kwargs, resolve_weights
+from ..weights import IncompatibleWeightsError, apply_model_kwargs, resolve_weights
 from .backbone import core_to_classifier_keys
 from .data import ClassificationDataError
 
@@ -109,7 +108,7 @@ class BackboneSettingsHook(Hook):
                 or any(k.startswith('fc.') for k in state_dict)):
             return
         target = load_from[len(SCHEME):]
-        full, _, what = resolve_weights(target if target in ENTRIES else osp.expanduser(target))
+        full, _, what = resolve_weights(target)
         fc = {k: v for k, v in full.items() if k.startswith('fc.')}
         if not fc:
             print_log(f'BackboneSettingsHook: {what} have no classifier; model.head stays newly '

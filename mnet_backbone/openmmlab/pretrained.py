@@ -5,21 +5,22 @@
 
 ``mnet://<entry>`` is a registered entry of :mod:`mnet_backbone.weights` (downloaded, converted
 and cached once); ``mnet://<path>`` is a local file of any supported source (Keras ``.h5``, timm
-``.safetensors``, sequential or plain ``.pth``). The classifier is left out: mmdet uses the
-backbone. Before the weights are loaded, :meth:`MobileNetV1.init_weights` checks that they fit
-(width) and switches the backbone to the padding and BN eps they need (Keras: TF "SAME"
-padding, eps 1e-3), logging a warning that says which config settings make that explicit.
+``.safetensors``, sequential or plain ``.pth``), ``mnet://https://...`` a URL of one (downloaded
+once); :func:`mnet_backbone.weights.locate` decides which. The classifier is left out: mmdet
+uses the backbone. Before the weights are loaded, :meth:`MobileNetV1.init_weights` checks that
+they fit (width) and switches the backbone to the padding and BN eps they need (Keras: TF
+"SAME" padding, eps 1e-3), logging a warning that says which config settings make that
+explicit.
 """
 import logging
-import os
 from functools import lru_cache
 from typing import Dict, List, Tuple
 
 from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 
-from ..weights import ENTRIES, apply_model_kwargs, check_fit, resolve_weights
-from ..weights.hub import UnknownEntryError
+from ..weights import (Located, UnknownEntryError, apply_model_kwargs, check_fit, locate,
+                       resolve_weights)
 
 SCHEME = 'mnet://'
 
@@ -27,26 +28,24 @@ __all__ = ['SCHEME', 'load_from_mnet', 'resolve_mnet', 'prepare_pretrained']
 
 
 @lru_cache(maxsize=2)
-def _resolve(target: str, mtime: float) -> Tuple[Dict, dict, str]:
-    state_dict, model_kwargs, what = resolve_weights(target)
+def _resolve(located: Located, key: tuple) -> Tuple[Dict, dict, str]:
+    state_dict, model_kwargs, what = resolve_weights(located)
     backbone = {k: v for k, v in state_dict.items() if not k.startswith('fc.')}
     return backbone, model_kwargs, what
 
 
 def resolve_mnet(checkpoint: str) -> Tuple[Dict, dict, str]:
-    """``(backbone state_dict, model_kwargs, description)`` for ``mnet://<entry or path>``.
+    """``(backbone state_dict, model_kwargs, description)`` for ``mnet://<entry, path or URL>``.
 
-    Cached, so the check in ``init_weights`` and the load that follows convert only once.
+    Cached (by :attr:`Located.key`: an edited file is read again), so the check in
+    ``init_weights`` and the load that follows convert only once.
     """
     target = checkpoint[len(SCHEME):] if checkpoint.startswith(SCHEME) else checkpoint
-    if target in ENTRIES:
-        return _resolve(target, 0.0)
-    path = os.path.expanduser(target)
-    if not os.path.isfile(path):
-        raise UnknownEntryError(
-            f'{checkpoint!r}: {target!r} is neither a registered weights entry nor an existing '
-            f'file; valid entries: {", ".join(ENTRIES)}')
-    return _resolve(os.path.abspath(path), os.path.getmtime(path))
+    try:
+        located = locate(target)
+    except UnknownEntryError as exc:
+        raise UnknownEntryError(f'{checkpoint!r}: {exc}') from None
+    return _resolve(located, located.key)
 
 
 def load_from_mnet(filename: str, map_location=None) -> dict:
