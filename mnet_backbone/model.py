@@ -22,6 +22,7 @@ This module imports torch only; the mmdet and torchvision adapters wrap it.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -241,7 +242,14 @@ torch.fx.wrap("pad_same")
 
 
 class ConvBNAct(nn.Module):
-    """Convolution, batch norm, activation: the unit every MobileNetV1 layer is made of."""
+    """Convolution, batch norm, activation: the unit every MobileNetV1 layer is made of.
+
+    ``tf_same_padding``: the input is padded by :func:`pad_same` before the convolution (whose
+    own padding is then 0).
+    """
+
+    # TorchScript neither compiles the deprecated alias nor reads it (which would warn).
+    __jit_unused_properties__ = __jit_ignored_attributes__ = ["pad_same"]
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
                  groups: int, conv_layer: Callable[..., nn.Module],
@@ -249,17 +257,37 @@ class ConvBNAct(nn.Module):
                  tf_padding: bool):
         super().__init__()
         # TF pads stride-2 layers asymmetrically; stride-1 "SAME" is the symmetric padding anyway.
-        self.pad_same = tf_padding and stride > 1
+        self.tf_same_padding = tf_padding and stride > 1
         self.kernel_size = kernel_size
         self.stride = stride
         self.conv = conv_layer(in_channels, out_channels, kernel_size, stride=stride,
-                               padding=0 if self.pad_same else kernel_size // 2, groups=groups,
-                               bias=False)
+                               padding=0 if self.tf_same_padding else kernel_size // 2,
+                               groups=groups, bias=False)
         self.bn = norm_layer(out_channels)
         self.act = act_layer()
 
+    @property
+    def pad_same(self) -> bool:
+        """Deprecated (one release): the old name of ``tf_same_padding``, which hid the function
+        :func:`pad_same`."""
+        warnings.warn("pad_same is deprecated, use tf_same_padding",
+                      DeprecationWarning, stacklevel=2)
+        return self.tf_same_padding
+
+    @pad_same.setter
+    def pad_same(self, value: bool) -> None:
+        warnings.warn("pad_same is deprecated, use tf_same_padding",
+                      DeprecationWarning, stacklevel=2)
+        self.tf_same_padding = value
+
+    def __setstate__(self, state: dict) -> None:
+        # Whole models pickled before the rename (torch.save(model)) still load.
+        if "pad_same" in state:
+            state["tf_same_padding"] = state.pop("pad_same")
+        super().__setstate__(state)
+
     def forward(self, x: Tensor) -> Tensor:
-        if self.pad_same:
+        if self.tf_same_padding:
             x = pad_same(x, self.kernel_size, self.stride)
         return self.act(self.bn(self.conv(x)))
 

@@ -40,7 +40,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..model import ConvBNAct, MobileNetV1
+from ..model import ConvBNAct, MobileNetV1, pad_same
 
 __all__ = ["conv_units", "channel_stats", "equalize_cross_layer", "bias_correct",
            "simulate_int8", "ChannelStats"]
@@ -214,8 +214,7 @@ def _fake_quant_weight(w: Tensor, qmax: int = 127) -> Tensor:
 
 
 def _conv(unit: ConvBNAct, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-    from ..model import pad_same
-    if unit.pad_same:
+    if unit.tf_same_padding:
         x = pad_same(x, unit.kernel_size, unit.stride)
     c = unit.conv
     return nn.functional.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)

@@ -133,13 +133,15 @@ class FusedConvAct(nn.Module):
     """
 
     MAX_PACKED = 8
+    pad_same = ConvBNAct.pad_same  # deprecated (one release), as on ConvBNAct
 
     def __init__(self, unit: ConvBNAct):
         super().__init__()
         conv = unit.conv
         if not isinstance(unit.bn, nn.Identity):
             raise ValueError("FusedConvAct needs a folded unit (fold_bn first)")
-        self.pad_same, self.kernel_size, self.stride = unit.pad_same, unit.kernel_size, unit.stride
+        self.tf_same_padding = unit.tf_same_padding
+        self.kernel_size, self.stride = unit.kernel_size, unit.stride
         self.conv_args = (list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups)
         self.attr, self.scalars, self.post = _post_op(unit.act)
         # Plain attributes, not buffers: opaque oneDNN tensors have no storage to copy or save.
@@ -159,7 +161,7 @@ class FusedConvAct(nn.Module):
         return weight
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.pad_same:
+        if self.tf_same_padding:
             x = pad_same(x, self.kernel_size, self.stride)
         padding, stride, dilation, groups = self.conv_args
         y = torch.ops.mkldnn._convolution_pointwise(x, self._weight_for(x), self.bias, padding,
