@@ -87,6 +87,9 @@ def test_deployed_model_matches_eval_model(chunks, streams, fuse):
     if fuse is None and can_fuse():
         units = [m for m in fast.modules() if isinstance(m, FusedConvAct)]
         assert len(units) == 27 and units[0].attr == "hardtanh"
+        assert units[0].tf_same_padding and not units[1].tf_same_padding
+        with pytest.warns(DeprecationWarning, match="use tf_same_padding"):
+            assert units[0].pad_same
         assert not any(isinstance(m, nn.Conv2d) for m in fast.groups.modules())
     assert torch.get_num_threads() == threads  # the streams' single-threading stays theirs
     assert isinstance(fast, DeployedMobileNetV1) and model.training  # original not switched
@@ -163,6 +166,30 @@ def test_torchscript_export(tmp_path):
         assert verify_torchscript(path, model, x, features=features) < 1e-4
     loaded = torch.jit.load(str(tmp_path / "mFalse.pt"))
     assert [f.shape[1] for f in loaded.forward_features(x)] == [64, 256]
+
+
+class _TupleFace(MobileNetV1):
+    """A face's subclass whose forward is the features as a tuple (mmdet's), not scriptable."""
+
+    def forward(self, x):
+        return tuple(self.forward_features(x))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torchscript_export_of_a_subclass_keeps_the_core_forwards(tmp_path):
+    from mnet_backbone.deploy.export import export_torchscript
+    model = randomize_bn(_TupleFace(num_classes=0, alpha=0.25, out_indices=(1, 3),
+                                    tf_padding=True)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    loaded = torch.jit.load(export_torchscript(model, str(tmp_path / "m.pt")))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), MobileNetV1.forward(model, x), atol=1e-4,
+                                   rtol=1e-4)
+        for got, ref in zip(loaded.forward_features(x), model.forward_features(x)):
+            torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+    assert (list(loaded.out_indices), list(loaded.out_channels), loaded.tf_padding) == (
+        [1, 3], model.out_channels, True)
+    assert not loaded.training
 
 
 @needs_ort

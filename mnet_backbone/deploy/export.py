@@ -173,12 +173,38 @@ def verify_onnx(path: str, model: MobileNetV1, x: Tensor, *, features: bool = Fa
     return OnnxCheck(outputs, shapes)
 
 
+# What MobileNetV1.__init__ records besides its layers (kept readable on the scripted module).
+_CORE_SETTINGS = ("alpha", "in_channels", "out_indices", "frozen_stages", "norm_eval",
+                  "tf_padding", "out_channels", "num_features")
+
+
+class _ScriptCore(nn.Module):
+    """A model's layers (shared) and settings under the core's own forwards, for scripting.
+
+    TorchScript compiles the methods of the module's class: a face's subclass would export its
+    own ``forward`` (mmdet's returns the features, as a tuple, which does not script) instead of
+    the core's classifier, and mmengine's ``BaseModule`` properties do not script at all. These
+    are MobileNetV1's forwards, whatever the model's class.
+    """
+
+    forward = MobileNetV1.forward
+    forward_features = MobileNetV1.forward_features
+    forward_head = MobileNetV1.forward_head
+
+    def __init__(self, net: MobileNetV1):
+        super().__init__()
+        self.stages, self.avgpool, self.dropout, self.fc = (net.stages, net.avgpool, net.dropout,
+                                                             net.fc)
+        for name in _CORE_SETTINGS:
+            setattr(self, name, getattr(net, name))
+
+
 class _ScriptFeatures(nn.Module):
     """TorchScript form of the backbone face: ``forward`` returns the list of feature maps."""
 
     def __init__(self, net: MobileNetV1):
         super().__init__()
-        self.net = net
+        self.net = _ScriptCore(net)
 
     def forward(self, x: Tensor) -> List[Tensor]:
         return self.net.forward_features(x)
@@ -192,14 +218,10 @@ def export_torchscript(model: MobileNetV1, path: str, *, features: bool = False,
     module whose ``forward`` returns the list of ``out_indices`` feature maps.
     """
     net = fold_bn(model) if fold else copy.deepcopy(model).eval()
-    if type(net) is not MobileNetV1:  # a face's subclass (mmdet) may not be scriptable
-        plain = MobileNetV1.__new__(MobileNetV1)
-        plain.__dict__.update(net.__dict__)
-        net = plain
-    module = _ScriptFeatures(net) if features else net
+    module = _ScriptFeatures(net) if features else _ScriptCore(net)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        scripted = torch.jit.script(module)
+        scripted = torch.jit.script(module.eval())
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         torch.jit.save(scripted, path)
     return path
