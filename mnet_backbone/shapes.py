@@ -124,7 +124,7 @@ def _simplify(points: List[Tuple[int, int]]) -> List[Tuple[int, int]]:
     return kept
 
 
-def _background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+def cluttered_background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
     """Textured, cluttered background: smooth colour noise, stripes and thin random strokes."""
     low = rng.uniform(40, 215, size=(height // 16 + 2, width // 16 + 2, 3)).astype(np.uint8)
     img = Image.fromarray(low).resize((width, height), Image.BICUBIC)
@@ -146,7 +146,10 @@ def _background(rng: np.random.Generator, width: int, height: int) -> Image.Imag
     return img
 
 
-def _draw(draw: ImageDraw.ImageDraw, cls: str, cx, cy, w, h, angle, fill) -> None:
+def draw_shape(draw: ImageDraw.ImageDraw, cls: str, cx: float, cy: float, w: float, h: float,
+               angle: float, fill) -> None:
+    """One filled shape of class ``cls``: box ``w`` x ``h`` centred at (``cx``, ``cy``), rotated by
+    ``angle`` radians (ellipses are not rotated); ``fill`` is a colour, or an id on an "I" image."""
     if cls == "circle":  # an ellipse: "circle" class covers aspect ratios too
         draw.ellipse([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], fill=fill)
     else:
@@ -156,7 +159,7 @@ def _draw(draw: ImageDraw.ImageDraw, cls: str, cx, cy, w, h, angle, fill) -> Non
 def render_image(rng: np.random.Generator, spec: ShapesSpec) -> Tuple[Image.Image, List[Dict]]:
     """One image and its objects (class index and visible box ``[x, y, w, h]``)."""
     width, height = spec.image_size
-    img = _background(rng, width, height)
+    img = cluttered_background(rng, width, height)
     ids = Image.new("I", (width, height), 0)  # instance map: 0 = background, k = object k
     draw, draw_ids = ImageDraw.Draw(img), ImageDraw.Draw(ids)
     objects: List[Dict] = []
@@ -174,15 +177,15 @@ def render_image(rng: np.random.Generator, spec: ShapesSpec) -> Tuple[Image.Imag
         # object stays at least MIN_VISIBLE visible.
         trial = ids.copy()
         k = len(objects) + 1
-        _draw(ImageDraw.Draw(trial), cls, cx, cy, w, h, angle, k)
+        draw_shape(ImageDraw.Draw(trial), cls, cx, cy, w, h, angle, k)
         counts = np.bincount(np.asarray(trial, dtype=np.int32).ravel(), minlength=k + 1)
         if counts[k] < spec.min_size ** 2 * 0.3:
             continue
         if any(counts[j + 1] < MIN_VISIBLE * full_area[j] for j in range(len(objects))):
             continue
         colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        _draw(draw, cls, cx, cy, w, h, angle, colour)
-        _draw(draw_ids, cls, cx, cy, w, h, angle, k)
+        draw_shape(draw, cls, cx, cy, w, h, angle, colour)
+        draw_shape(draw_ids, cls, cx, cy, w, h, angle, k)
         objects.append(dict(category=cls_idx))
         full_area.append(int(counts[k]))
     id_map = np.asarray(ids, dtype=np.int32)

@@ -25,7 +25,7 @@ from typing import Dict
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from .shapes import CLASSES, _background, _draw
+from .shapes import CLASSES, cluttered_background, draw_shape
 
 __all__ = ["CLASSES", "ShapesClsSpec", "make_shapes_cls_dataset", "render_shape_image",
            "is_complete"]
@@ -44,7 +44,7 @@ class ShapesClsSpec:
 def render_shape_image(rng: np.random.Generator, cls_idx: int, spec: ShapesClsSpec) -> Image.Image:
     """One image of class ``CLASSES[cls_idx]``."""
     side = spec.image_size
-    img = _background(rng, side, side)
+    img = cluttered_background(rng, side, side)
     size = side * rng.uniform(spec.min_size_frac, spec.max_size_frac)
     cls = CLASSES[cls_idx]
     aspect = math.exp(rng.uniform(-0.4, 0.4)) if cls != "star" else 1.0
@@ -52,8 +52,8 @@ def render_shape_image(rng: np.random.Generator, cls_idx: int, spec: ShapesClsSp
     w, h = min(w, side * 0.95), min(h, side * 0.95)
     angle = rng.uniform(-0.4, 0.4) if cls != "circle" else 0.0
     cx, cy = rng.uniform(w / 2, side - w / 2), rng.uniform(h / 2, side - h / 2)
-    _draw(ImageDraw.Draw(img), cls, cx, cy, w, h, angle,
-          tuple(int(v) for v in rng.integers(0, 256, 3)))
+    draw_shape(ImageDraw.Draw(img), cls, cx, cy, w, h, angle,
+               tuple(int(v) for v in rng.integers(0, 256, 3)))
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.6)))
     return img
