@@ -38,6 +38,7 @@ from mmdet.registry import DATASETS, METRICS, TRANSFORMS
 from mmengine.logging import print_log
 
 from ..files import describe_file
+from ..images import UnreadableImageError
 
 __all__ = ["PROBLEMS", "POLICIES", "DataCheckError", "UnreadableImageError", "DataReport",
            "read_coco_json", "check_coco", "CheckedCocoDataset", "CheckedLoadImageFromFile",
@@ -66,10 +67,6 @@ BORDER_TOLERANCE = 1.0
 class DataCheckError(ValueError):
     """An annotation file that cannot be trained on as it is (the message names the file, what is
     wrong and how to change the policy)."""
-
-
-class UnreadableImageError(OSError):
-    """An image that cannot be read (or too many of them) during a run."""
 
 
 @dataclass

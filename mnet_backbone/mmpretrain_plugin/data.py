@@ -29,6 +29,8 @@ from mmcv.transforms import LoadImageFromFile
 from mmengine.logging import print_log
 from mmpretrain.datasets import CustomDataset
 
+from .. import images
+
 __all__ = [
     'IMG_EXTENSIONS',
     'ClassificationDataError',
@@ -36,15 +38,16 @@ __all__ = [
     'UnreadableImageError',
 ]
 
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif', '.tiff', '.webp')
+IMG_EXTENSIONS = images.IMAGE_EXTENSIONS  # the package's one list, under mmpretrain's name
 
 
 class ClassificationDataError(ValueError):
     """A classification data set that cannot be used as it is (the message says why)."""
 
 
-class UnreadableImageError(ClassificationDataError):
-    """An image file that cannot be decoded."""
+class UnreadableImageError(ClassificationDataError, images.UnreadableImageError):
+    """An image file that cannot be decoded (also caught as the package's
+    :class:`mnet_backbone.images.UnreadableImageError`, an ``OSError``)."""
 
 
 def _summary(counter: Counter, limit: int = 5) -> str:
