@@ -34,7 +34,6 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 from mmcv.transforms import LoadImageFromFile
 from mmdet.datasets import CocoDataset
 from mmdet.evaluation import CocoMetric
-from mmdet.registry import DATASETS, METRICS, TRANSFORMS
 from mmengine.logging import print_log
 
 from ..files import describe_file
@@ -263,7 +262,6 @@ def _coco_from_dict(data: dict):
     return coco
 
 
-@DATASETS.register_module()
 class CheckedCocoDataset(CocoDataset):
     """mmdet's ``CocoDataset`` whose annotation file passes :func:`check_coco` first, and whose
     images are checked as they load.
@@ -321,7 +319,6 @@ class CheckedCocoDataset(CocoDataset):
             del self.COCOAPI  # back to the class's
 
 
-@TRANSFORMS.register_module()
 class CheckedLoadImageFromFile(LoadImageFromFile):
     """``LoadImageFromFile`` that survives a broken image in a long run.
 
@@ -391,7 +388,6 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         return None
 
 
-@METRICS.register_module()
 class CheckedCocoMetric(CocoMetric):
     """mmdet's ``CocoMetric`` scoring against the annotations its data set served.
 

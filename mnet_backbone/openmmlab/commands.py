@@ -385,13 +385,13 @@ def _expected_errors() -> tuple:
     from ..deploy.data import CalibrationError
     from ..state_dicts import CheckpointMismatchError
     from ..weights.hub import WeightsError
+    from ..images import UnreadableImageError
     from . import guards, runner
     errors = [UsageError, runner.ConfigKeyError, WeightsError, CheckpointMismatchError,
-              guards.NonFiniteLossError, CalibrationError]
+              guards.NonFiniteLossError, CalibrationError, UnreadableImageError]
     # Each face's data errors, for the faces that are loaded.
     if 'mnet_backbone.mmdet_plugin' in sys.modules:
-        data_checks = sys.modules['mnet_backbone.mmdet_plugin.data_checks']
-        errors += [data_checks.DataCheckError, data_checks.UnreadableImageError]
+        errors.append(sys.modules['mnet_backbone.mmdet_plugin.data_checks'].DataCheckError)
     if 'mnet_backbone.mmpretrain_plugin' in sys.modules:
         errors.append(sys.modules['mnet_backbone.mmpretrain_plugin'].ClassificationDataError)
     return tuple(errors)
