@@ -67,22 +67,10 @@ def merge_kwargs(kwargs: Mapping[str, Any], required: Mapping[str, Any],
     return out
 
 
-# The conv unit's "pad like TF SAME" flag: tf_same_padding, pad_same before that rename. Looked up
-# without reading it, so a deprecated alias property is never touched (and never warns).
-_SAME_FLAGS = ("tf_same_padding", "pad_same")
-
-
-def _same_flag(module: nn.Module):
-    for name in _SAME_FLAGS:
-        if name in vars(module) or isinstance(getattr(type(module), name, None), property):
-            return name
-    return None
-
-
 def _conv_units(model: nn.Module):
     """The core's ConvBNAct units (duck-typed, so mmdet's subclass works the same)."""
     return [m for m in model.modules()
-            if _same_flag(m) and hasattr(m, "conv") and hasattr(m, "stride")]
+            if hasattr(m, "tf_same_padding") and hasattr(m, "conv") and hasattr(m, "stride")]
 
 
 def apply_model_kwargs(model: nn.Module, model_kwargs: Mapping, what: str = "these weights",
@@ -108,7 +96,7 @@ def apply_model_kwargs(model: nn.Module, model_kwargs: Mapping, what: str = "the
     if tf_padding is not None and bool(getattr(model, "tf_padding", False)) != tf_padding:
         for unit in units:
             same = tf_padding and unit.stride > 1
-            setattr(unit, _same_flag(unit), same)
+            unit.tf_same_padding = same
             k = unit.kernel_size
             unit.conv.padding = (0, 0) if same else (k // 2, k // 2)
         model.tf_padding = tf_padding
