@@ -135,52 +135,20 @@ def _ort_runner(path: str, precision: str, threads: int) -> Runner:
                   lambda x: session.run(outputs, {name: x}))
 
 
-# Images per OpenVINO request when a batch is split between streams (cache-sized, as
-# deploy.streams does for PyTorch).
-OV_CHUNK = 4
-
-
 def _ov_runner(path: str, precision: str, threads: int) -> Runner:
-    """Batch 1 and small batches: one stream with every thread (LATENCY). Batches of at least
-    ``2 * OV_CHUNK`` images: chunks of ``OV_CHUNK`` spread over ``threads`` single-threaded
-    streams (THROUGHPUT), compiled on first use; no per-layer barrier between cores."""
     import openvino as ov
 
     core = ov.Core()
-    model = core.read_model(path)
-    inference = "bf16" if precision == "bf16" else "f32"
-
-    def compile_for(hint: str, streams: int):
-        return core.compile_model(model, "CPU", {
-            "INFERENCE_PRECISION_HINT": inference, "INFERENCE_NUM_THREADS": int(threads),
-            "PERFORMANCE_HINT": hint, "NUM_STREAMS": streams})
-
-    compiled = compile_for("LATENCY", 1)
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+              "INFERENCE_NUM_THREADS": int(threads), "PERFORMANCE_HINT": "LATENCY",
+              "NUM_STREAMS": 1}
+    compiled = core.compile_model(core.read_model(path), "CPU", config)
     request = compiled.create_infer_request()
     outs = list(compiled.outputs)
     names = [o.get_any_name() for o in outs]
     name = compiled.inputs[0].get_any_name()
-    streamed: list = []  # [AsyncInferQueue, its outputs], built on the first large batch
-
-    def run_streamed(x: np.ndarray) -> List[np.ndarray]:
-        if not streamed:
-            batch_model = compile_for("THROUGHPUT", int(threads))
-            streamed.extend([ov.AsyncInferQueue(batch_model, int(threads)),
-                             list(batch_model.outputs)])
-        queue, batch_outs = streamed
-        parts: Dict[int, List[np.ndarray]] = {}
-        queue.set_callback(lambda req, i: parts.__setitem__(
-            i, [np.array(req.get_tensor(o).data) for o in batch_outs]))
-        starts = range(0, len(x), OV_CHUNK)
-        for i, start in enumerate(starts):
-            queue.start_async({0: x[start:start + OV_CHUNK]}, i)
-        queue.wait_all()
-        return [np.concatenate([parts[i][k] for i in range(len(starts))])
-                for k in range(len(batch_outs))]
 
     def run(x: np.ndarray) -> List[np.ndarray]:
-        if threads > 1 and len(x) >= 2 * OV_CHUNK:
-            return run_streamed(x)
         result = request.infer({0: x})
         return [np.array(result[o]) for o in outs]
 
