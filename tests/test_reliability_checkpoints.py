@@ -100,6 +100,32 @@ def test_runner_checkpoints_still_load_safely(tmp_path):
         torch.load(path, weights_only=True)
 
 
+class _AttributeOf:  # pickles as builtins.getattr(HistoryBuffer, name)
+    def __init__(self, name):
+        self.name = name
+
+    def __reduce__(self):
+        from mmengine.logging import HistoryBuffer
+        return getattr, (HistoryBuffer, self.name)
+
+
+def test_runner_checkpoints_may_name_statistics_methods_and_nothing_else(tmp_path):
+    pytest.importorskip("mmengine")
+    from mmengine.logging import HistoryBuffer
+    history = HistoryBuffer()
+    history.update(2.0)
+    ok = str(tmp_path / "ok.pth")
+    torch.save({"message_hub": {"loss": history}, "stat": _AttributeOf("mean")}, ok)
+    assert load_checkpoint(ok)["stat"] is HistoryBuffer.mean
+    hostile = str(tmp_path / "hostile.pth")
+    torch.save({"message_hub": {"loss": history}, "x": _AttributeOf("__init__")}, hostile)
+    with pytest.raises(UnreadableCheckpointError,
+                       match=r"hostile\.pth asks for getattr\(HistoryBuffer, '__init__'\), "
+                             r"which a safe, weights-only load does not give") as err:
+        load_checkpoint(hostile)
+    assert "weights_only=False" not in str(err.value)
+
+
 @pytest.fixture(scope="module")
 def mmdet_face():
     if not has("mmdet"):

@@ -172,16 +172,31 @@ def _numpy_globals() -> list:
     return names
 
 
+def _statistics_method(obj, name):
+    """``builtins.getattr`` as a Runner checkpoint uses it, and nothing more: a ``HistoryBuffer``
+    statistics method (``min``, ``max``, ``current``, ``mean`` or a registered one). The builtin
+    itself is never allowed: it would hand the file any attribute of any allowed object."""
+    from mmengine.logging import HistoryBuffer
+    methods = set(getattr(HistoryBuffer, "_statistics_methods", {})) | {"min", "max", "current",
+                                                                         "mean"}
+    if (obj is HistoryBuffer or isinstance(obj, HistoryBuffer)) and isinstance(name, str) \
+            and name in methods:
+        return getattr(obj, name)
+    owner = obj.__name__ if isinstance(obj, type) else type(obj).__name__
+    raise pickle.UnpicklingError(f"refused getattr({owner}, {name!r}): a Runner "
+                                 f"checkpoint only refers to HistoryBuffer statistics methods")
+
+
 def runner_checkpoint_globals() -> list:
     """What an mmengine Runner checkpoint stores besides tensors (its message hub's
     ``HistoryBuffer`` objects, the numpy arrays in them, the ``getattr`` reductions of their
-    statistics methods): the allow-list of a safe load of such a file. Needs ``mmengine.logging``
-    only (not mmdet); ``[]`` without mmengine."""
+    statistics methods, answered by :func:`_statistics_method`): the allow-list of a safe load of
+    such a file. Needs ``mmengine.logging`` only (not mmdet); ``[]`` without mmengine."""
     try:
         from mmengine.logging import HistoryBuffer
     except ImportError:
         return []
-    return [HistoryBuffer, getattr, *_numpy_globals()]
+    return [HistoryBuffer, (_statistics_method, "builtins.getattr"), *_numpy_globals()]
 
 
 _REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
@@ -190,6 +205,11 @@ _REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
 def _unreadable(path: str, exc: BaseException) -> UnreadableCheckpointError:
     """The one-line error for a file torch.load refused; torch's own text is not repeated (it
     suggests weights_only=False, which runs arbitrary code from an untrusted file)."""
+    refused_getattr = re.search(r"refused getattr\([^)]*\)", str(exc))
+    if refused_getattr:
+        return UnreadableCheckpointError(
+            f"{path} asks for {refused_getattr.group(0)[8:]}, which a safe, weights-only load "
+            f"does not give; it is no checkpoint mmengine wrote (do not load it unsafely)")
     refused = _REFUSED_GLOBAL.search(str(exc))
     if refused:
         name = refused.group(1)
