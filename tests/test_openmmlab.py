@@ -128,28 +128,13 @@ def test_old_module_paths_forward_with_a_deprecation_warning():
 
 @pytest.fixture
 def served_weights(tmp_path, monkeypatch):
-    import functools
-    import http.server
-    import threading
-
-    from test_weights import _plain_checkpoint
+    from test_weights import _plain_checkpoint, serve
     monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
     root = tmp_path / 'served'
     root.mkdir()
     state = _plain_checkpoint(root / 'mnet.pth', tf_padding=True, bn_eps=1e-3)
-    requests = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            requests.append(self.path)
-
-    httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
-                                            functools.partial(Handler, directory=str(root)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f'http://127.0.0.1:{httpd.server_address[1]}/mnet.pth', root / 'mnet.pth', state, \
-        requests
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(root) as (base, requests):
+        yield f'{base}/mnet.pth', root / 'mnet.pth', state, requests
 
 
 def test_mnet_scheme_resolves_files_and_urls_once(served_weights):

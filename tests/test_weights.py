@@ -5,6 +5,7 @@ Nothing is downloaded from the internet: Keras 3 (torch backend) and timm build 
 MobileNetV1 with random weights (and random BN statistics, so BN is checked too), the files are
 saved in the sources' real formats and served from 127.0.0.1.
 """
+import contextlib
 import functools
 import http.server
 import os
@@ -338,14 +339,10 @@ def test_corrupt_local_files(keras_files, timm_model, tmp_path):
 
 # --- the download path, against a local HTTP server ----------------------------------------------
 
-@pytest.fixture(scope="module")
-def server(keras_files, tmp_path_factory):
-    """Serves the Keras files (and a truncated one) on 127.0.0.1; records the requested paths."""
-    root = tmp_path_factory.mktemp("served")
-    for path, _, _ in keras_files.values():
-        shutil.copy(path, root)
-    src = keras_files[0.25, 128][0]
-    (root / "truncated.h5").write_bytes(open(src, "rb").read()[:4096])
+@contextlib.contextmanager
+def serve(root):
+    """An HTTP server for the folder ``root`` on 127.0.0.1 (never the internet): ``(base URL,
+    the list of paths requested so far)``."""
     requests = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -354,11 +351,24 @@ def server(keras_files, tmp_path_factory):
 
     httpd = http.server.ThreadingHTTPServer(
         ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", requests, root
-    httpd.shutdown()
-    httpd.server_close()
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", requests
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(keras_files, tmp_path_factory):
+    """Serves the Keras files (and a truncated one) on 127.0.0.1; records the requested paths."""
+    root = tmp_path_factory.mktemp("served")
+    for path, _, _ in keras_files.values():
+        shutil.copy(path, root)
+    src = keras_files[0.25, 128][0]
+    (root / "truncated.h5").write_bytes(open(src, "rb").read()[:4096])
+    with serve(root) as (base, requests):
+        yield base, requests, root
 
 
 def _entry(url, name="test_keras_0.25_128", **kw):
@@ -482,19 +492,8 @@ def plain_server(tmp_path):
     """Serves tmp_path/served on 127.0.0.1 (never the internet); records the requested paths."""
     root = tmp_path / "served"
     root.mkdir()
-    requests = []
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args):
-            requests.append(self.path)
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}", requests, root
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(root) as (base, requests):
+        yield base, requests, root
 
 
 def test_locate_kinds_and_precedence(tmp_path, monkeypatch, torch_home):

@@ -1,6 +1,5 @@
-"""``MobileNetV1`` in mmdet's MODELS registry: the OpenMMLab backbone under mmdet's name."""
-from ..openmmlab.backbone import OpenMMLabMobileNetV1
+"""``MobileNetV1`` in mmdet's MODELS registry: the OpenMMLab backbone (registered by this face's
+``__init__``), with mmdet's conventions: mmcv layer configs, ``init_cfg``, a tuple of features."""
+from ..openmmlab.backbone import MobileNetV1
 
-
-class MobileNetV1(OpenMMLabMobileNetV1):
-    __doc__ = OpenMMLabMobileNetV1.__doc__.replace('for OpenMMLab', 'for MMDetection', 1)
+__all__ = ['MobileNetV1']

@@ -1,7 +1,7 @@
 """``MobileNetV1`` in mmpretrain's MODELS registry: the core model with mmpretrain's conventions.
 
 The layers come from the core (:mod:`mnet_backbone.model`) through
-:class:`mnet_backbone.openmmlab.OpenMMLabMobileNetV1`, which translates the OpenMMLab conventions
+:class:`mnet_backbone.openmmlab.backbone.MobileNetV1`, which translates the OpenMMLab conventions
 mmdet and mmpretrain share (mmcv ``conv_cfg`` / ``norm_cfg`` / ``act_cfg``, ``init_cfg`` with
 ``mnet://`` or file weights, ``frozen_stages``, ``norm_eval``, ``with_cp``, a tuple of
 features). What differs in mmpretrain is said here: the default output is the last
@@ -11,7 +11,7 @@ ResNet, and checkpoints in the core's layout load into mmpretrain's ``ImageClass
 from typing import Sequence, Union
 
 from ..model import TABLE_1
-from ..openmmlab.backbone import OpenMMLabMobileNetV1
+from ..openmmlab.backbone import MobileNetV1 as OpenMMLabMobileNetV1
 from ..weights import check_fit
 
 __all__ = ['MobileNetV1', 'core_to_classifier_keys', 'normalize_out_indices']
@@ -58,7 +58,7 @@ class MobileNetV1(OpenMMLabMobileNetV1):
         frozen_stages: stages 0..frozen_stages are frozen (-1: none).
         **kwargs: the OpenMMLab backbone's arguments (``conv_cfg``, ``norm_cfg``, ``act_cfg``,
             ``norm_eval``, ``with_cp``, ``separable``, ``shallow``, ``tf_padding``,
-            ``init_cfg``), see :class:`mnet_backbone.openmmlab.OpenMMLabMobileNetV1`.
+            ``init_cfg``), see :class:`mnet_backbone.openmmlab.backbone.MobileNetV1`.
     """
 
     def __init__(self, alpha: float = 1.0, out_indices: Union[int, Sequence[int]] = (4,),

@@ -1,7 +1,7 @@
 """What the mmdet and mmpretrain faces share, at the level of mmengine and mmcv only.
 
-* :class:`~.backbone.OpenMMLabMobileNetV1`: the core with mmcv layer configs and ``init_cfg``
-  (each face registers a subclass under the name ``MobileNetV1``);
+* :class:`.backbone.MobileNetV1` (``OpenMMLabMobileNetV1`` here): the core with mmcv layer
+  configs and ``init_cfg`` (the mmdet face registers it, the mmpretrain face a subclass);
 * the ``mnet://`` checkpoint scheme (:mod:`.pretrained`);
 * mmengine 0.10.x reading Runner checkpoints with the package's safe reader
   (:mod:`.checkpoint`, undo with :func:`restore_mmengine_checkpoints`);
@@ -14,7 +14,7 @@
 """
 from mmengine.registry import HOOKS, OPTIM_WRAPPERS, RUNNERS
 
-from .backbone import OpenMMLabMobileNetV1
+from .backbone import MobileNetV1 as OpenMMLabMobileNetV1
 from .checkpoint import allow_mmengine_checkpoints, restore_mmengine_checkpoints
 from .guards import NonFiniteGuardHook
 from .optim import CPUAmpOptimWrapper

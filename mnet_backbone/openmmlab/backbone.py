@@ -2,8 +2,9 @@
 
 mmcv layer configs (``conv_cfg`` / ``norm_cfg`` / ``act_cfg``), mmengine's ``init_cfg`` (with
 ``mnet://`` entries and weight files through :mod:`.pretrained`), ``frozen_stages``,
-``norm_eval``, ``with_cp`` and a tuple of feature maps. Not registered: each face registers a
-subclass in its own library's registry.
+``norm_eval``, ``with_cp`` and a tuple of feature maps. Not registered here: the mmdet face
+registers this class in mmdet's ``MODELS``; the mmpretrain face a subclass with mmpretrain's
+defaults. Its direct base is the core model: the architecture exists once.
 """
 import copy
 import warnings
@@ -16,7 +17,7 @@ from torch import Tensor
 from .. import model as core
 
 
-class OpenMMLabMobileNetV1(core.MobileNetV1, BaseModule):
+class MobileNetV1(core.MobileNetV1, BaseModule):
     """MobileNetV1 backbone for OpenMMLab (the core model, built from mmcv layer configs).
 
     Args:
@@ -70,3 +71,4 @@ class OpenMMLabMobileNetV1(core.MobileNetV1, BaseModule):
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         return tuple(self.forward_features(x))
+

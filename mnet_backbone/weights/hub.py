@@ -21,7 +21,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from typing import Callable, Optional
+from typing import Callable, Optional, TypeVar
 
 import numpy as np
 import torch
@@ -272,6 +272,32 @@ def _cached_state_dict(path: str, entry) -> Optional[dict]:
     return None
 
 
+T = TypeVar("T")
+
+
+def convert_download(url: str, path: str, convert: Callable[[str], T],
+                     sha256: Optional[str] = None, progress: bool = True) -> T:
+    """``convert(path)`` of the download of ``url`` kept at ``path``: downloaded when missing (or
+    not of ``sha256``); a cached copy that does not convert is downloaded once more, a fresh one
+    that does not is deleted (so the next call tries again) and reported."""
+    for again in (False, True):
+        fresh = again or not _matches(path, sha256)
+        if fresh:
+            download(url, path, sha256, progress)
+        try:
+            return convert(path)
+        except CorruptWeightsError as exc:
+            if not fresh:  # damaged in the cache (e.g. by an older version): download again
+                continue
+            try:
+                os.remove(path)
+            except FileNotFoundError:  # another process removed it first
+                pass
+            raise CorruptWeightsError(f"{exc} The file downloaded from {url} ({path}) was "
+                                      f"deleted; the next call downloads it again.") from None
+    raise AssertionError("unreachable")
+
+
 def cached_conversion(entry, convert: Callable[[str], dict], progress: bool = True,
                       check_hash: bool = True) -> dict:
     """``entry``'s weights in this package's format: downloaded, converted once, then cached.
@@ -290,22 +316,7 @@ def cached_conversion(entry, convert: Callable[[str], dict], progress: bool = Tr
     clean_stale_partials(folder)
     sha256 = entry.sha256 if check_hash else None
     raw = os.path.join(folder, entry.filename)
-    for again in (False, True):
-        fresh = again or not _matches(raw, sha256)
-        if fresh:
-            download(entry.url, raw, sha256, progress)
-        try:
-            state_dict = convert(raw)
-            break
-        except CorruptWeightsError as exc:
-            if not fresh:  # damaged in the cache (e.g. by an older version): download again
-                continue
-            try:
-                os.remove(raw)
-            except FileNotFoundError:  # another process removed it first
-                pass
-            raise CorruptWeightsError(f"{exc} The downloaded file {raw} was deleted; the next "
-                                      f"call downloads it again.") from None
+    state_dict = convert_download(entry.url, raw, convert, sha256, progress)
     save_checkpoint(converted, state_dict, dict(
         entry=entry.name, source=entry.source, url=entry.url, alpha=entry.alpha,
         num_classes=entry.num_classes, model_kwargs=dict(entry.model_kwargs)))

@@ -24,8 +24,8 @@ from .convert import (SOURCE_MODEL_KWARGS, convert_file, detect_source, from_pla
                       from_timm, unwrap)
 from .convert import drop_background as _drop_background
 from .entries import ENTRIES, WeightEntry
-from .hub import (CorruptWeightsError, IncompatibleWeightsError, UnknownEntryError, cache_dir,
-                  cached_download, download)
+from .hub import (IncompatibleWeightsError, UnknownEntryError, cache_dir,
+                  convert_download)
 
 __all__ = ["WeightsLike", "Located", "locate", "resolve_weights", "convert_weights",
            "URL_SCHEMES", "url_filename"]
@@ -99,28 +99,11 @@ def locate(weights: WeightsLike) -> Located:
 
 def _convert_download(located: Located, source: Optional[str],
                       progress: bool) -> Tuple[Dict[str, Tensor], dict, str]:
-    """Download once, convert; a cached copy that does not convert is downloaded once more, a
-    fresh one that does not is deleted (so the next call tries again) and reported."""
-    folder = os.path.dirname(located.path)
-    fresh = not os.path.isfile(located.path)
-    if fresh:
-        clean_stale_partials(folder)
-    path = cached_download(located.url, os.path.basename(located.path), progress=progress)
-    for again in (False, True):
-        if again:
-            download(located.url, path, progress=progress)
-        try:
-            return convert_file(path, source)
-        except CorruptWeightsError as exc:
-            if not (fresh or again):  # damaged in the cache: download again
-                continue
-            try:
-                os.remove(path)
-            except FileNotFoundError:  # another process removed it first
-                pass
-            raise CorruptWeightsError(f"{exc} The file downloaded from {located.url} ({path}) "
-                                      f"was deleted; the next call downloads it again.") from None
-    raise AssertionError("unreachable")
+    """Download once, convert (see :func:`~mnet_backbone.weights.hub.convert_download`)."""
+    if not os.path.isfile(located.path):
+        clean_stale_partials(os.path.dirname(located.path))
+    return convert_download(located.url, located.path, lambda p: convert_file(p, source),
+                            progress=progress)
 
 
 def convert_weights(weights: WeightsLike, source: Optional[str] = None, progress: bool = True,
