@@ -12,6 +12,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "tools")
 
 
+def pytest_configure(config):
+    # `pytest -m "not slow"` is the quick subset for iteration (README: Tests); CI runs all.
+    config.addinivalue_line(
+        "markers", "slow: a long end-to-end run (the main job, a command line on every backend); "
+        "deselect with -m 'not slow'")
+
+
 def has(package: str) -> bool:
     return importlib.util.find_spec(package) is not None
 
