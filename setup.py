@@ -36,6 +36,19 @@ setup(
         "weights": ["h5py", "safetensors"],
         # Deployment runtimes: ONNX export (onnx, onnxscript), ONNX Runtime and OpenVINO.
         "deploy": ["onnx", "onnxruntime", "onnxscript", "openvino", "nncf"],
+        # Mobile runtimes (README "Mobile runtimes (ExecuTorch, LiteRT)"). ExecuTorch 1.5.1: the
+        # .pte exporter (XNNPACK partitioner, PT2E int8 quantizer) and its runtime. pip adds
+        # torchao 0.18, coremltools 9.0 and ~20 small packages (hydra-core, omegaconf, tiktoken,
+        # tokenizers, sentencepiece, hypothesis, ...); torch 2.14.1 / torchvision 0.29.1 stay
+        # (pip install --dry-run, 2026-12-04).
+        "mobile": ["executorch==1.5.1"],
+        # LiteRT's runtime (.tflite on XNNPACK); pip adds only backports.strenum. Its converter,
+        # litert-torch 0.10, is deliberately not listed: resolved by pip it downgrades
+        # typing_extensions 4.16 -> 4.12.2 (litert-converter 0.5 pins xdsl==0.28.0, which pins
+        # typing-extensions<4.13) and anyio, and adds ~40 packages the converter never imports
+        # (transformers, kagglehub, pydantic, ...); tools/install_litert.sh installs the set it
+        # does import, pinned and without dependencies (tools/install.sh runs it).
+        "litert": ["ai-edge-litert==2.3.0"],
         # Test-only peers: the parity tests compare against timm and Keras 3 (torch backend).
         # scikit-image: real photos for the ImageNet-weight tests (tests/real_weights.py); ruff:
         # the lint CI runs (ruff.toml).

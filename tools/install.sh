@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up of mnet-backbone on a fresh machine:
 #   torch/torchvision -> mmcv 2.1.0 with compiled ops -> mmdet 3.3.0, mmpretrain 1.2.0 -> this
-#   package (editable).
+#   package (editable) with ExecuTorch and LiteRT -> the LiteRT converter (tools/install_litert.sh).
 #
 # Usage: bash tools/install.sh            # venv in ./.venv (override with MNET_VENV=path)
 #        MNET_WHEEL_CACHE=dir             # where a built mmcv wheel is kept and looked for
@@ -56,8 +56,13 @@ else
     fi
 fi
 
-log "mnet-backbone (editable) with its mmdet, cls (mmpretrain), torchvision, weights, deploy and dev extras"
-"${PIP[@]}" -q -e "$ROOT[mmdet,cls,torchvision,weights,deploy,dev]"
+log "mnet-backbone (editable) with its mmdet, cls (mmpretrain), torchvision, weights, deploy, mobile (ExecuTorch), litert and dev extras"
+"${PIP[@]}" -q -e "$ROOT[mmdet,cls,torchvision,weights,deploy,mobile,litert,dev]"
+
+# The LiteRT converter (litert-torch) is not in the litert extra: pip's resolution of it would
+# downgrade typing_extensions (setup.py says why); its pinned import set goes in without deps.
+log "LiteRT converter (litert-torch) into the venv, pinned, without dependencies"
+MNET_VENV="$VENV" bash "$ROOT/tools/install_litert.sh"
 
 # --- real ImageNet weights for the tests (mnet_backbone.weights.tf_graph), fetched once ----------
 # Google's MobileNetV1 1.0/224 as a TF frozen graph, shipped in the PyPI sdist nudity==0.2.3 (MIT):
@@ -68,4 +73,5 @@ log "real MobileNetV1 ImageNet graph (PyPI nudity==0.2.3) into the local cache (
 # --- end of real ImageNet weights ----------------------------------------------------------------
 
 "$PY" -c "import torch, mmcv, mmdet, mmpretrain, mnet_backbone.mmpretrain_plugin; print('torch', torch.__version__, '| mmcv', mmcv.__version__, '| mmdet', mmdet.__version__, '| mmpretrain', mmpretrain.__version__)"
+"$PY" -c "import torch, torchvision, executorch.runtime, ai_edge_litert.interpreter, litert_torch; assert (torch.__version__.split('+')[0], torchvision.__version__.split('+')[0]) == ('2.14.1', '0.29.1'), 'the mobile runtimes changed torch'; print('ExecuTorch and LiteRT ready')" 2>&1 | tail -1
 log "done: activate with 'source $VENV/bin/activate'"
