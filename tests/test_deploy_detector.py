@@ -1,8 +1,10 @@
 """Detectors deployed end to end: ONNX graph with NMS, ONNX Runtime / OpenVINO, precisions.
 
-A small SSDLite320-MobileNetV1-0.25 is trained briefly on a generated shapes set (so its scores
-are not ties), exported with tools/deploy.py's library path, and compared with mmdet's own
-inference box by box and by COCO mAP; a torchvision SSDLite is trained a few steps the same way.
+The main job's SSDLite320-MobileNetV1-0.25, trained once on a generated shapes set and shipped
+as a test fixture (tests/fixtures/make_detector_fixture.py), is exported with tools/deploy.py's
+library path and compared with mmdet's own inference box by box and by COCO mAP; a torchvision
+SSDLite with seeded, spread-out head weights is compared the same way. Nothing here trains: a
+short run comes out differently on each CPU.
 """
 import json
 import os
@@ -35,49 +37,88 @@ def match_fraction(ref: dict, got: dict, iou: float = 0.99, score_tol: float = 1
     return ok.any(1).float().mean().item(), ok.any(0).float().mean().item()
 
 
-def above_first_tie(ref: dict, got: dict, tol: float = 1e-5):
-    """Both results cut to the detections scored above the first score tie of the reference.
+def comparable(ref: dict, got: dict, tol: float = 1e-5, max_per_img: int = 0):
+    """Both results cut, class by class, to the detections scored above that class's first tie.
 
-    A briefly trained model gives neighbouring anchors exactly equal scores; mmcv's NMS and
-    ONNX's may keep either of two tied boxes, and from there on suppress different boxes, so
-    only the detections above the first tie are comparable one to one."""
-    s = torch.sort(torch.as_tensor(np.asarray(ref["scores"])), descending=True).values
-    gaps = (s[:-1] - s[1:]) < tol
-    cut = float(s[int(gaps.nonzero()[0])]) + tol if gaps.any() else -1.0
-    keep = lambda r: {k: torch.as_tensor(np.asarray(v))[torch.as_tensor(  # noqa: E731
-        np.asarray(r["scores"])) > cut] for k, v in r.items()}
-    return keep(ref), keep(got)
+    Where two candidates of one class score the same (identical features on a flat patch give
+    neighbouring anchors bit-identical scores), mmcv's / torchvision's NMS and the runtime's may
+    keep either, and from there on suppress different boxes of that class. Greedy NMS never
+    lets a lower score change a higher one, so everything of a class above its first tie is
+    comparable one to one. A tie shows as two near-equal scores on one side, or as near-equal
+    scores with different boxes across the sides (each side kept its own twin). With a full
+    list (``max_per_img`` detections), the lowest score is a tie at the cut as well."""
+    from torchvision.ops import box_iou
+    r = {k: torch.as_tensor(np.asarray(v)) for k, v in ref.items()}
+    g = {k: torch.as_tensor(np.asarray(v)) for k, v in got.items()}
+    floor = {}  # label -> scores at or below this are not comparable
+    for label in set(r["labels"].tolist()) | set(g["labels"].tolist()):
+        rs, gs = r["scores"][r["labels"] == label], g["scores"][g["labels"] == label]
+        near = lambda a, b: (a[:, None] - b[None]).abs() < tol  # noqa: E731
+        own = [s[(near(s, s) & ~torch.eye(len(s), dtype=torch.bool)).any(1)] for s in (rs, gs)]
+        rb, gb = r["boxes"][r["labels"] == label], g["boxes"][g["labels"] == label]
+        other = near(rs, gs) & (box_iou(rb.float(), gb.float()) < 0.99)
+        ties = torch.cat(own + [rs[other.any(1)]])
+        floor[label] = float(ties.max()) + tol if len(ties) else -1.0
+    if max_per_img:
+        full = [x["scores"].min() for x in (r, g) if len(x["scores"]) >= max_per_img]
+        for label in floor:
+            floor[label] = max([floor[label]] + [float(s) + tol for s in full])
+
+    def keep(x):
+        ok = torch.tensor([float(s) > floor[int(lab)] for s, lab in zip(x["scores"],
+                                                                        x["labels"])], dtype=bool)
+        return {k: v[ok] for k, v in x.items()}
+
+    return keep(r), keep(g)
 
 
-def assert_same_detections(ref: dict, got: dict, min_compared: int = 5):
-    assert len(got["boxes"]) == len(ref["boxes"])
-    r, g = above_first_tie(ref, got)
-    assert len(r["boxes"]) >= min_compared, "too few untied detections to compare"
+def assert_same_detections(ref: dict, got: dict, max_per_img: int = 0) -> int:
+    """Box by box above each class's first score tie; returns how many were compared."""
+    r, g = comparable(ref, got, max_per_img=max_per_img)
+    assert len(g["boxes"]) == len(r["boxes"])
     assert match_fraction(r, g) == (1.0, 1.0), match_fraction(r, g)
     return len(r["boxes"])
 
 
+@torch.no_grad()
+def spread_scores(model: torch.nn.Module, images: list, gain: float = 3.0) -> None:
+    """Make a freshly built torchvision SSD score images with well-spread, mostly distinct
+    scores, without training: BN statistics measured on ``images`` (a random network's
+    activations otherwise fade to nothing, and every score is 1 / num_classes) and the class
+    predictors' weights scaled by ``gain``. Deterministic for a seed, on any CPU."""
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a plain average over the one batch
+    model.train()
+    batch = model.transform([torch.from_numpy(im.copy()).permute(2, 0, 1).float() / 255
+                             for im in images])[0].tensors
+    model.head(list(model.backbone(batch).values()))
+    for predictor in model.head.classification_head.module_list:  # one per feature map
+        [m for m in predictor.modules() if isinstance(m, torch.nn.Conv2d)][-1].weight.mul_(gain)
+    model.eval()
+
+
+# Made by tests/fixtures/make_detector_fixture.py: the main job's detector (alpha 0.25) trained
+# once on the set `shapes320` generates. Shipped, not trained here: a short run comes out
+# differently on each CPU, and so did the ties a comparison could trip on.
+FIXTURE = os.path.join(ROOT, "tests", "fixtures", "ssdlite320_mnet025_shapes.pth")
+
+
 @pytest.fixture(scope="session")
 def shapes320(tmp_path_factory):
-    from mnet_backbone.shapes import ShapesSpec, make_shapes_dataset
+    from mnet_backbone.shapes import make_shapes_dataset
+    from fixtures.make_detector_fixture import SPEC  # the set the fixture was trained on
     root = tmp_path_factory.mktemp("shapes320")
-    make_shapes_dataset(str(root), ShapesSpec(num_train=32, num_val=8, image_size=(320, 320),
-                                              max_objects=3, seed=3))
+    make_shapes_dataset(str(root), SPEC)
     return str(root)
 
 
 @pytest.fixture(scope="session")
-def trained(shapes320, tmp_path_factory):
-    """(config options, checkpoint) of the main job's detector trained for 24 steps."""
+def trained(shapes320):
+    """(config options, checkpoint) of the main job's detector, from the shipped fixture."""
     from mmdet_utils import tiny_options
-    from mnet_backbone.openmmlab.commands import run_cli, train
-    work = tmp_path_factory.mktemp("det_work")
-    opts = tiny_options(CONFIG, shapes320, epochs=6, batch_size=8) + [
-        "train_cfg.val_interval=100", "param_scheduler.0.end=2", "param_scheduler.1.T_max=6",
-        "param_scheduler.1.end=6", "default_hooks.checkpoint.interval=6"]
-    assert run_cli(train, [CONFIG, "--work-dir", str(work), "--cfg-options", *opts]) == 0
-    with open(work / "last_checkpoint") as f:
-        return opts, f.read().strip()
+    return tiny_options(CONFIG, shapes320, batch_size=8), FIXTURE
 
 
 @pytest.fixture(scope="session")
@@ -108,8 +149,9 @@ def test_boxes_match_mmdet_inference(mmdet_model, exported, backend):
     det = DeployedDetector(exported[0], backend=backend)
     got = det.predict(images)
     assert sum(len(r["boxes"]) for r in ref) > 20, "the trained model should detect something"
-    compared = sum(assert_same_detections(r, g) for r, g in zip(ref, got))
-    assert compared >= 40
+    max_per_img = cfg.model.test_cfg.max_per_img
+    compared = [assert_same_detections(r, g, max_per_img) for r, g in zip(ref, got)]
+    assert min(compared) >= 10 and sum(compared) >= 400, compared
     # mmdet style: DetDataSample with pred_instances in the image's pixels
     sample = det.predict(images[:1], style="mmdet")[0]
     assert torch.allclose(sample.pred_instances.bboxes, got[0]["boxes"])
@@ -144,7 +186,7 @@ def test_raw_head_outputs_and_map_match_pytorch(mmdet_model, tmp_path):
                         pytorch_predict=pytorch_predict(model))
     assert s["backend"] == "onnxruntime" and s["precision"] == "fp32"
     assert s["max_abs_diff_vs_pytorch"] < 1e-3
-    assert s["map_pytorch"] > 0.0
+    assert s["map_pytorch"] > 0.1  # the fixture scores about 0.2
     assert abs(s["map_deployed"] - s["map_pytorch"]) <= 0.005, s
     manifest = json.loads((tmp_path / "deploy.json").read_text())
     assert manifest["files"] == {"fp32": "detector_fp32.onnx"}
@@ -281,25 +323,8 @@ def test_torchvision_ssdlite_exports_with_its_own_postprocessing(shapes320, tmp_
     torch.manual_seed(0)
     model = get_model("ssdlite320_mobilenet_v1", num_classes=6, alpha=0.25, weights=None,
                       weights_backbone=None, score_thresh=0.05)
-    ann = json.load(open(os.path.join(shapes320, "annotations", "instances_train2017.json")))
-    by_image = {}
-    for a in ann["annotations"]:
-        by_image.setdefault(a["image_id"], []).append(a)
-    images, targets = [], []
-    for im in ann["images"][:16]:
-        rgb = load_rgb(os.path.join(shapes320, "train2017", im["file_name"]))
-        images.append(torch.from_numpy(rgb.copy()).permute(2, 0, 1).float() / 255)
-        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in by_image[im["id"]])]
-        targets.append(dict(boxes=torch.tensor(boxes, dtype=torch.float32),
-                            labels=torch.tensor([a["category_id"] for a in by_image[im["id"]]])))
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    model.train()
-    for step in range(30):
-        i = (step * 4) % 16
-        loss = sum(model(images[i:i + 4], targets[i:i + 4]).values())
-        optim.zero_grad()
-        loss.backward()
-        optim.step()
+    train = os.path.join(shapes320, "train2017")
+    spread_scores(model, [load_rgb(os.path.join(train, f)) for f in sorted(os.listdir(train))[:8]])
     torch.save(model.state_dict(), tmp_path / "tv.pth")
     model = load_tv_detector("ssdlite320_mobilenet_v1", str(tmp_path / "tv.pth"), num_classes=6,
                              alpha=0.25, score_thresh=0.05)
@@ -313,9 +338,10 @@ def test_torchvision_ssdlite_exports_with_its_own_postprocessing(shapes320, tmp_
     assert sum(len(r["boxes"]) for r in ref) > 10
     for backend in BACKENDS:
         got = DeployedDetector(path, backend=backend).predict(rgb)
-        for r, g in zip(ref, got):
-            assert_same_detections(r, g)
-            assert set(g["labels"].tolist()) <= set(range(1, 6))
+        compared = [assert_same_detections(r, g, model.detections_per_img)
+                    for r, g in zip(ref, got)]
+        assert min(compared) >= 50, compared
+        assert all(set(g["labels"].tolist()) <= set(range(1, 6)) for g in got)
     with pytest.raises(ValueError, match="does not fit"):
         load_tv_detector("ssdlite320_mobilenet_v1", str(tmp_path / "tv.pth"), num_classes=6,
                          alpha=0.5)
