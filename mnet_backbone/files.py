@@ -20,17 +20,37 @@ import fnmatch
 import os
 import re
 import secrets
+import tempfile
 import time
 import zipfile
 from typing import IO, Iterator, List, Optional
 
 __all__ = ["PARTIAL_SUFFIX", "atomic_write", "atomic_path", "partial_name",
-           "clean_stale_partials", "describe_file"]
+           "clean_stale_partials", "describe_file", "UnwritableFolderError",
+           "check_writable_folder"]
 
 PARTIAL_SUFFIX = ".partial"
 # A writer refreshes its partial file's mtime with every write; one untouched for an hour
 # belongs to a process that died (kill -9, power loss).
 STALE_PARTIAL_AGE_S = 3600.0
+
+
+class UnwritableFolderError(PermissionError):
+    """A folder that cannot be created or written to (the message names it and the fix)."""
+
+
+def check_writable_folder(folder: str, fix: str) -> str:
+    """Create ``folder`` if needed and make sure a file can be written there, before any work
+    whose result would go there; else :class:`UnwritableFolderError` naming the folder, the
+    reason and ``fix`` (e.g. ``"pass another --output"``). Returns ``folder``."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write_test"):
+            pass
+    except OSError as exc:
+        raise UnwritableFolderError(f"folder {folder!r} cannot be written "
+                                    f"({exc.strerror or exc}); {fix}") from None
+    return folder
 
 
 def partial_name(path: str) -> str:

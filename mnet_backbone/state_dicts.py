@@ -3,18 +3,62 @@
 torch's ``load_state_dict(strict=False)`` and mmengine's loaders only log what does not fit;
 an inference path that goes on with part of the weights random reports nonsense (mAP 0.001).
 """
+import re
+from typing import Sequence, Tuple
+
 import torch
 
-__all__ = ["CheckpointMismatchError", "check_state_dict"]
+__all__ = ["CheckpointMismatchError", "check_state_dict", "checkpoint_state_dict"]
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint whose keys or shapes do not fit the model built from the config."""
 
 
-def check_state_dict(model: torch.nn.Module, state: dict, source: str, show: int = 3) -> None:
+def checkpoint_state_dict(checkpoint, source: str, revise_keys: Sequence[Tuple[str, str]] = (
+        (r"^module\.", ""),)) -> dict:
+    """The state dict of a loaded checkpoint (``{'state_dict': ...}`` or the state dict itself)
+    with its keys revised as mmengine's loader revises them (``module.`` dropped)."""
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointMismatchError(f"{source}: not a model checkpoint (found "
+                                      f"{type(checkpoint).__name__})")
+    for pattern, replacement in revise_keys:
+        state = {re.sub(pattern, replacement, k): v for k, v in state.items()}
+    return state
+
+
+def _classes_differ(shapes) -> bool:
+    """A classification layer (not a depthwise one) with another number of outputs. A width
+    change reshapes classification layers too, but only their inputs and the channels of the
+    depthwise ones (shape ``(C, 1, k, k)``), never a full layer's outputs."""
+    return any(("cls" in k or "classification" in k) and len(a) >= 2 and len(b) >= 2
+               and a[0] != b[0] and a[1] > 1 and b[1] > 1 for k, a, b in shapes)
+
+
+def _width_cause(model: torch.nn.Module, shapes) -> str:
+    """The width the checkpoint's backbone has, from its widest mis-shaped layer (the model's
+    alpha times the ratio of their channels), when the model's backbone has an ``alpha``."""
+    backbone = [(a, b) for k, a, b in shapes if k.startswith(("backbone", "features"))
+                and a and b]
+    alpha = getattr(getattr(model, "backbone", None), "alpha", None)
+    if not backbone or not isinstance(alpha, (int, float)):
+        return "model.backbone.alpha"
+    ckpt, own = max(backbone, key=lambda ab: ab[1][0])
+    return (f"model.backbone.alpha: the model's is {alpha:g}, the checkpoint's looks like "
+            f"{alpha * ckpt[0] / own[0]:.3g}")
+
+
+def check_state_dict(model: torch.nn.Module, state: dict, source: str, show: int = 3,
+                     min_fit: float = 1.0) -> None:
     """Raise :class:`CheckpointMismatchError` naming the first missing, unexpected and
-    mis-shaped keys (with both shapes) and the likely cause."""
+    mis-shaped keys (with both shapes) and the likely cause (width, number of classes), in one
+    line.
+
+    ``min_fit`` < 1 accepts a checkpoint that fits in part (fine-tuning a detector on another
+    number of classes: its classification layers start anew): it is an error only when the
+    tensors that fit (same key and shape) hold less than ``min_fit`` of the model's weights.
+    """
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
@@ -23,21 +67,28 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: str, show: int
               and tuple(state[k].shape) != tuple(v.shape)]
     if not (missing or unexpected or shapes):
         return
-    lines = [f"{source} does not fit the model:"]
+    misfit = set(missing) | {k for k, _, _ in shapes}
+    total = sum(v.numel() for v in own.values())
+    fit = sum(v.numel() for k, v in own.items() if k not in misfit) / max(1, total)
+    if min_fit < 1.0 and fit >= min_fit:
+        return
+    parts = [f"{source} does not fit the model"
+             + (f" (it fits {fit:.0%} of the model's weights, less than {min_fit:.0%})"
+                if min_fit < 1.0 else "")]
     if shapes:
-        lines.append(f"  {len(shapes)} tensors of another shape, e.g. " + "; ".join(
+        parts.append(f"{len(shapes)} tensors of another shape, e.g. " + ", ".join(
             f"{k}: checkpoint {a} vs model {b}" for k, a, b in shapes[:show]))
     if missing:
-        lines.append(f"  {len(missing)} model keys missing, e.g. {missing[:show]}")
+        parts.append(f"{len(missing)} model keys missing, e.g. {missing[:show]}")
     if unexpected:
-        lines.append(f"  {len(unexpected)} checkpoint keys the model lacks, e.g. "
+        parts.append(f"{len(unexpected)} checkpoint keys the model lacks, e.g. "
                      f"{unexpected[:show]}")
-    if any("cls" in k or "classification" in k for k, _, _ in shapes):
-        lines.append("  likely cause: another number of classes (mmdet: "
-                     "model.bbox_head.num_classes; torchvision: num_classes)")
     if any(k.startswith(("backbone", "neck", "features")) for k, _, _ in shapes):
-        lines.append("  likely cause: another width (model.backbone.alpha) or out_indices than "
-                     "the checkpoint was trained with")
-    lines.append("  build the model with the settings the checkpoint was trained with (for mmdet: "
+        parts.append(f"likely cause: another width ({_width_cause(model, shapes)}) or "
+                     f"out_indices than the checkpoint was trained with")
+    if _classes_differ(shapes):
+        parts.append("likely cause: another number of classes (mmdet: "
+                     "model.bbox_head.num_classes; torchvision: num_classes)")
+    parts.append("build the model with the settings the checkpoint was trained with (for mmdet: "
                  "the config copy in its work_dir)")
-    raise CheckpointMismatchError("\n".join(lines))
+    raise CheckpointMismatchError("; ".join(parts))

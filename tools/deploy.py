@@ -8,13 +8,15 @@ the graph) on the fastest CPU runtime, and check it against PyTorch.
         --model-kwargs '{"num_classes": 6, "alpha": 0.25}' \
         [--val --val-ann ann.json --val-img-dir images/]
 
-Writes DIR/detector_fp32.onnx (and detector_int8.onnx) and DIR/deploy.json; prints a JSON
+Writes DIR/detector_fp32.onnx (and detector_int8.onnx) and DIR/deploy.json (which also names the
+checkpoint: its path and SHA-256); a failed deploy leaves DIR as it was. Prints a JSON
 summary on its last line: backend, precision, file, max_abs_diff_vs_pytorch (raw head outputs,
 fp32), latency_ms_b1, and with --val map_pytorch / map_deployed (COCO bbox mAP on the val set).
 Load the folder with ``mnet_backbone.deploy.DeployedDetector(DIR)``.
 """
 import argparse
 import json
+import os
 import sys
 
 
@@ -67,13 +69,17 @@ def build(args):
 def main(argv=None) -> int:
     args = parse_args(argv)
     from mnet_backbone.deploy.detector_pipeline import deploy_detector
+    from mnet_backbone.weights.hub import sha256sum
 
     try:
         model, val, predict, names = build(args)
+        checkpoint = dict(path=os.path.abspath(args.checkpoint),
+                          sha256=sha256sum(args.checkpoint))
         summary = deploy_detector(model, args.output, precision=args.precision,
                                   backend=args.backend, calib_dir=args.calib_dir,
                                   calib_limit=args.calib_limit, val=val, pytorch_predict=predict,
-                                  class_names=names, threads=args.threads)
+                                  class_names=names, threads=args.threads,
+                                  checkpoint=checkpoint)
     except (ValueError, OSError, ImportError) as exc:  # the package's errors say what to do
         print(f"deploy.py: error: {exc}", file=sys.stderr)
         return 2

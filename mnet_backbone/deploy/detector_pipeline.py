@@ -6,15 +6,19 @@ has built the model. It writes into ``out_dir``:
 * ``detector_fp32.onnx``: the end-to-end graph (:mod:`.detector_export`), always (bf16 runs it);
 * ``detector_int8.onnx`` with ``precision="int8"``: statically quantized convolutions, calibrated
   on the user's images;
-* ``deploy.json``: the files, the detector spec, the backend chosen and the summary.
+* ``deploy.json``: the files, the detector spec, the checkpoint they came from (path and
+  SHA-256, as the caller names it), the backend chosen and the summary.
 
-Every file is written under a temporary name and renamed into place; a failure leaves no
-half-written file. Inputs are checked before any export work starts.
+Inputs are checked, and calibration images decoded, before any export work starts. Every file is
+written and checked in a staging folder inside ``out_dir`` first and renamed into place only when
+all of it succeeded, ``deploy.json`` last: a failed deploy leaves a folder that held an earlier
+deploy as it was (never a new model next to the old manifest).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import statistics
 import tempfile
 import time
@@ -25,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..files import atomic_write
+from ..files import PARTIAL_SUFFIX, atomic_write, check_writable_folder
 from . import backends
 # The classifier's export lists and checks calibration folders the same way (one owner: data).
 from .data import CalibrationError, calibration_files
@@ -60,14 +64,7 @@ class ValSet:
 
 def check_output_dir(out_dir: str) -> str:
     """Make ``out_dir`` (if needed) and make sure a file can be written there."""
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir, prefix=".write_test"):
-            pass
-    except OSError as exc:
-        raise PermissionError(f"output folder {out_dir!r} cannot be written ({exc.strerror}); "
-                              f"pass another --output") from None
-    return out_dir
+    return check_writable_folder(out_dir, "pass another --output")
 
 
 def load_calibration(files: Sequence[str], size: Tuple[int, int]) -> Tuple[np.ndarray, int]:
@@ -80,7 +77,8 @@ def load_calibration(files: Sequence[str], size: Tuple[int, int]) -> Tuple[np.nd
         except ValueError:
             bad += 1
     if not out:
-        raise CalibrationError(f"none of the {len(files)} calibration images could be decoded")
+        raise CalibrationError(f"none of the {len(files)} calibration images could be decoded "
+                               f"(e.g. {files[0]!r}); pass a folder of JPEG/PNG images")
     return np.stack(out).astype(np.float32), bad
 
 
@@ -115,11 +113,13 @@ def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
                     calib_limit: int = 100, val: Optional[ValSet] = None,
                     pytorch_predict: Optional[Callable[[List[np.ndarray]], List[dict]]] = None,
                     class_names: Optional[Sequence[str]] = None, threads: int = 0,
-                    latency_repeats: int = 20) -> Dict[str, object]:
+                    latency_repeats: int = 20,
+                    checkpoint: Optional[Dict[str, str]] = None) -> Dict[str, object]:
     """Export ``model`` into ``out_dir`` at ``precision`` on ``backend``; return the summary.
 
     ``val`` + ``pytorch_predict`` (images -> list of dict(boxes, scores, labels) in the
     exported graph's label convention): also COCO mAP of PyTorch and of the deployed file.
+    ``checkpoint``: where the weights came from (``path``, ``sha256``), kept in the manifest.
     """
     if precision not in backends.PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {backends.PRECISIONS}")
@@ -131,13 +131,35 @@ def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
     if val is not None and pytorch_predict is None:
         raise ValueError("deploy_detector: val needs pytorch_predict to compare against")
     check_output_dir(out_dir)
-    calib: Optional[Tuple[List[str], int]] = None
+    calib: Optional[Tuple[np.ndarray, str]] = None
     if precision == "int8":
-        calib = calibration_files(calib_dir, calib_limit)
-    threads = threads or backends.default_threads()
+        files_found, non_images = calibration_files(calib_dir, calib_limit)
+        images, bad = load_calibration(files_found, detector_spec(model).input_size)
+        calib = images, (f"{len(images)} images from {calib_dir} ({non_images} non-image files, "
+                         f"{bad} undecodable skipped)")
+    staging = tempfile.mkdtemp(prefix=".deploy-", suffix=PARTIAL_SUFFIX, dir=out_dir)
+    try:
+        files, summary, manifest = _deploy_into(staging, model, precision, backend, calib, val,
+                                                pytorch_predict, class_names, threads,
+                                                latency_repeats)
+        for name in files.values():
+            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    summary["file"] = os.path.join(out_dir, files.get(precision, files["fp32"]))
+    with atomic_write(os.path.join(out_dir, MANIFEST), "w") as f:
+        json.dump(dict(manifest, checkpoint=checkpoint, summary=summary), f, indent=1,
+                  default=str)
+    return summary
 
+
+def _deploy_into(folder: str, model: nn.Module, precision: str, backend: str,
+                 calib: Optional[Tuple[np.ndarray, str]], val: Optional[ValSet],
+                 pytorch_predict, class_names, threads: int, latency_repeats: int):
+    """Export, quantize and check the files in ``folder``: (files, summary, manifest)."""
+    threads = threads or backends.default_threads()
     summary: Dict[str, object] = {"precision": precision, "threads": threads}
-    fp32_path = os.path.join(out_dir, FILES["fp32"])
+    fp32_path = os.path.join(folder, FILES["fp32"])
     start = time.perf_counter()
     spec = export_detector(model, fp32_path, class_names=class_names, keep_raw_outputs=True)
     summary["export_seconds"] = round(time.perf_counter() - start, 1)
@@ -147,19 +169,17 @@ def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
     probe = (rng.random((2, 3, h, w), dtype=np.float32) * 255).astype(np.float32)
     if val is not None and val.images:
         probe = np.stack([_resize(val.load(p), (h, w)) for _, p in val.images[:2]])
-    if precision == "int8":
+    if calib is not None:
         from .quant import DETECTOR_OP_TYPES, quantize_int8
-        images, bad = load_calibration(calib[0], spec.input_size)
-        int8_path = os.path.join(out_dir, FILES["int8"])
-        quantize_int8(fp32_path, int8_path, images, op_types=DETECTOR_OP_TYPES)
+        quantize_int8(fp32_path, os.path.join(folder, FILES["int8"]), calib[0],
+                      op_types=DETECTOR_OP_TYPES)
         files["int8"] = FILES["int8"]
-        summary["calibration"] = (f"{len(images)} images from {calib_dir}"
-                                  f" ({calib[1]} non-image files, {bad} undecodable skipped)")
-    deployed_path = os.path.join(out_dir, files.get(precision, files["fp32"]))
+        summary["calibration"] = calib[1]
+    deployed_path = os.path.join(folder, files.get(precision, files["fp32"]))
     if backend == "auto":
         backend, medians = backends.choose_backend(deployed_path, precision, 1, threads)
         summary["backend_medians_ms_b1"] = medians
-    summary.update(backend=backend, file=deployed_path)
+    summary["backend"] = backend
     summary["max_abs_diff_vs_pytorch"] = raw_output_diff(  # fp32 file, the chosen backend
         backends.load(fp32_path, backend, "fp32", threads), model, probe)
     detector = DeployedDetector(deployed_path, backend, precision, threads)
@@ -175,10 +195,7 @@ def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
                                            spec.label_offset)["bbox_mAP"]
         summary["ms_per_image_pytorch"] = round(torch_ms, 2)
         summary["ms_per_image_deployed"] = round(dep_ms, 2)
-    with atomic_write(os.path.join(out_dir, MANIFEST), "w") as f:
-        json.dump({"files": files, "spec": json.loads(spec.to_json()), "summary": summary}, f,
-                  indent=1, default=str)
-    return summary
+    return files, summary, {"files": files, "spec": json.loads(spec.to_json())}
 
 
 def _resize(image: np.ndarray, size: Tuple[int, int]) -> np.ndarray:

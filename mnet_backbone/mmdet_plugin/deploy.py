@@ -13,7 +13,7 @@ from mmengine.config import Config
 
 import mnet_backbone  # noqa: F401  (registers the model and the checkpoint fix)
 from ..deploy.detector_pipeline import ValSet
-from ..state_dicts import CheckpointMismatchError, check_state_dict
+from ..state_dicts import check_state_dict, checkpoint_state_dict
 
 __all__ = ["load_detector", "val_set", "pytorch_predict"]
 
@@ -36,11 +36,7 @@ def load_detector(config: str, checkpoint: str,
         warnings.simplefilter("ignore")  # init_detector warns that it got no checkpoint
         model = init_detector(cfg, checkpoint=None, device="cpu")
     ckpt = _load_checkpoint(checkpoint, map_location="cpu")
-    state = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointMismatchError(f"{checkpoint}: not a model checkpoint (found "
-                                      f"{type(ckpt).__name__})")
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = checkpoint_state_dict(ckpt, checkpoint)
     check_state_dict(model, state, checkpoint)
     model.load_state_dict(state, strict=True)
     meta = (ckpt.get("meta") or {}).get("dataset_meta") if isinstance(ckpt, dict) else None

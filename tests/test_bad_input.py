@@ -1,0 +1,154 @@
+"""Issue 23, item 4: bad input and faults around the main job's detector
+(configs/ssdlite320_mnet_shapes.py) end in one line naming the problem and the fix (command
+lines: exit code 2, no traceback) or in a correct result.
+
+Checkpoints are freshly built models' weights (never a training result); data is the tiny shapes
+set of conftest's ``shapes_root``.
+"""
+import json
+import os
+
+import pytest
+import torch
+
+from conftest import has, load_tool
+
+needs_mmdet = pytest.mark.skipif(not has("mmdet"), reason="needs the mmdet extra")
+needs_deploy = pytest.mark.skipif(
+    not (has("mmdet") and has("onnx") and has("onnxruntime") and has("onnxscript")),
+    reason="needs the mmdet and deploy extras")
+
+if has("mmdet"):
+    from mmdet_utils import config_path, tiny_options
+    from mnet_backbone.openmmlab.commands import parse_cfg_options
+
+CONFIG = "ssdlite320_mnet_shapes.py"
+
+
+def _error_line(err: str) -> str:
+    """The one line a command line printed (no traceback, nothing else)."""
+    lines = [line for line in err.strip().splitlines() if line]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def _options(data_root: str, *extra: str) -> list:
+    return tiny_options(CONFIG, data_root, batch_size=8) + ["train_cfg.val_interval=100",
+                                                            *extra]
+
+
+def build_detector(data_root: str, *extra: str, seed: int = 0):
+    """The main job's detector as the config + ``extra`` options build it (random weights)."""
+    from mmdet.registry import MODELS
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    import mnet_backbone.mmdet_plugin  # noqa: F401
+
+    cfg = Config.fromfile(config_path(CONFIG))
+    cfg.merge_from_dict(parse_cfg_options(_options(data_root, *extra)))
+    torch.manual_seed(seed)
+    with DefaultScope.overwrite_default_scope("mmdet"):
+        model = MODELS.build(cfg.model).eval()
+    model.cfg = cfg  # as mmdet's init_detector keeps it (the export reads the input size there)
+    return model
+
+
+def save_detector(path, data_root: str, *extra: str, seed: int = 0) -> str:
+    """A checkpoint of :func:`build_detector`'s weights, as a Runner writes them."""
+    model = build_detector(data_root, *extra, seed=seed)
+    torch.save({"state_dict": model.state_dict(), "meta": {"epoch": 1, "iter": 1}}, str(path))
+    return str(path)
+
+
+def _snapshot(folder) -> dict:
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+
+
+# --- rows 1 and 9: a failed re-deploy leaves the deployed folder as it was ----------------------
+
+@needs_deploy
+@pytest.mark.slow
+def test_failed_redeploy_leaves_the_deployed_folder_byte_identical(shapes_root, tmp_path,
+                                                                   capsys, monkeypatch):
+    from mnet_backbone.deploy import DeployedDetector, detector_pipeline
+    from mnet_backbone.weights.hub import sha256sum
+    deploy = load_tool("deploy")
+    good = save_detector(tmp_path / "epoch_30.pth", shapes_root, seed=0)
+    other = save_detector(tmp_path / "epoch_10.pth", shapes_root, seed=1)
+    out = tmp_path / "deployed"
+    opts = ["--backend", "onnxruntime", "--cfg-options", *_options(shapes_root)]
+    assert deploy.main([config_path(CONFIG), good, "--output", str(out), *opts]) == 0
+    capsys.readouterr()
+    manifest = json.loads((out / "deploy.json").read_text())
+    assert manifest["checkpoint"] == {"path": os.path.abspath(good), "sha256": sha256sum(good)}
+    before = _snapshot(out)
+    assert sorted(before) == ["deploy.json", "detector_fp32.onnx"]
+
+    calib = tmp_path / "calib"  # image names, no image inside
+    calib.mkdir()
+    for name in ("a.jpg", "b.png", "c.jpg"):
+        (calib / name).write_text("not an image")
+    code = deploy.main([config_path(CONFIG), other, "--output", str(out), "--precision", "int8",
+                        "--calib-dir", str(calib), *opts])
+    assert code == 2
+    line = _error_line(capsys.readouterr().err)
+    assert "none of the 3 calibration images could be decoded" in line
+    assert "pass a folder of JPEG/PNG images" in line
+    assert _snapshot(out) == before
+
+    # a failure late in the deploy (after export and quantization) changes nothing either
+    def late_failure(*args, **kwargs):
+        raise ValueError("simulated failure of the parity check")
+    monkeypatch.setattr(detector_pipeline, "raw_output_diff", late_failure)
+    assert deploy.main([config_path(CONFIG), other, "--output", str(out), *opts]) == 2
+    assert "simulated failure" in _error_line(capsys.readouterr().err)
+    assert _snapshot(out) == before  # no staging folder or partial file left either
+    monkeypatch.undo()
+    served = DeployedDetector(str(out), backend="onnxruntime").runner
+    images = (torch.rand(1, 3, 320, 320) * 255).numpy()
+    for seed, served_it in ((0, True), (1, False)):  # the folder still serves epoch 30
+        diff = detector_pipeline.raw_output_diff(served, build_detector(shapes_root, seed=seed),
+                                                 images)
+        assert (diff < 1e-3) == served_it, (seed, diff)
+
+
+@needs_deploy
+def test_undecodable_calibration_images_fail_before_any_export(shapes_root, tmp_path,
+                                                               monkeypatch):
+    from mnet_backbone.deploy import detector_pipeline as dp
+    model = build_detector(shapes_root)
+    monkeypatch.setattr(dp, "export_detector", lambda *a, **k: pytest.fail("exported"))
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    (calib / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    with pytest.raises(dp.CalibrationError, match="none of the 1 calibration images could be"):
+        dp.deploy_detector(model, str(tmp_path / "out"), precision="int8", calib_dir=str(calib))
+    assert os.listdir(tmp_path / "out") == []
+
+
+@needs_mmdet
+def test_mismatch_message_names_width_or_classes_as_the_shapes_say(shapes_root):
+    from mnet_backbone.state_dicts import CheckpointMismatchError, check_state_dict
+    model = build_detector(shapes_root)  # alpha 0.25, 5 classes
+    wider = build_detector(shapes_root, "model.backbone.alpha=0.5").state_dict()
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_state_dict(model, wider, "epoch_30.pth")
+    text = str(info.value)
+    assert "\n" not in text and text.startswith("epoch_30.pth does not fit the model")
+    assert ("another width (model.backbone.alpha: the model's is 0.25, the checkpoint's looks "
+            "like 0.5)") in text
+    assert "number of classes" not in text  # the head's cls layers changed with the width
+    fewer = build_detector(shapes_root, "model.bbox_head.num_classes=4").state_dict()
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_state_dict(model, fewer, "epoch_30.pth")
+    assert "another number of classes" in str(info.value) and "width" not in str(info.value)
+    both = build_detector(shapes_root, "model.backbone.alpha=0.5",
+                          "model.bbox_head.num_classes=4").state_dict()
+    with pytest.raises(CheckpointMismatchError) as info:
+        check_state_dict(model, both, "epoch_30.pth")
+    assert "another width" in str(info.value) and "another number of classes" in str(info.value)
+    # fine-tuning on another number of classes fits most weights; another width does not
+    check_state_dict(model, fewer, "epoch_30.pth", min_fit=0.5)
+    with pytest.raises(CheckpointMismatchError, match=r"it fits \d+% of the model's weights"):
+        check_state_dict(model, wider, "epoch_30.pth", min_fit=0.5)
+
