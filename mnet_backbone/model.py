@@ -22,6 +22,7 @@ This module imports torch only; the mmdet and torchvision adapters wrap it.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
@@ -36,6 +37,7 @@ __all__ = [
     "MobileNetV1", "TABLE_1", "BlockSpec", "plan_blocks", "scale_channels", "input_size",
     "STAGE_STRIDES", "PAPER_RHOS", "PAPER_RESOLUTIONS", "MIN_INPUT_SIZE", "stage_channels",
     "DetectorWidths", "detector_widths", "SSD_EXTRA_CHANNELS", "ACTIVATIONS",
+    "InvalidSettingError",
 ]
 
 # Table 1 as data, grouped into the five stages that end at strides 2, 4, 8, 16 and 32.
@@ -59,6 +61,12 @@ MIN_INPUT_SIZE = 32
 MIN_CHANNELS = 8
 # The ``activation`` names the core accepts (weights record theirs by these names).
 ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU}
+
+
+class InvalidSettingError(ValueError):
+    """A model setting out of its range (the message names the setting and the valid values).
+    Its own type, so that command lines report it in one line (not every ``ValueError`` is the
+    user's)."""
 
 
 def scale_channels(channels: int, alpha: float) -> int:
@@ -108,14 +116,14 @@ def detector_widths(alpha: float = 1.0, out_indices: Sequence[int] = (3, 4),
     out_indices = _check_out_indices(out_indices)
     extra_channels = tuple(extra_channels)
     if any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in extra_channels):
-        raise ValueError(f"extra_channels must be positive ints (widths at alpha 1), got "
-                         f"{extra_channels!r}")
+        raise InvalidSettingError(f"extra_channels must be positive ints (widths at alpha 1), "
+                                  f"got {extra_channels!r}")
     named = [(f"stage {i} output", TABLE_1[i][-1][1]) for i in out_indices]
     named += [(f"extra layer {j}", c) for j, c in enumerate(extra_channels)]
     for name, channels in named:
         if int(channels * alpha) < MIN_CHANNELS:
             smallest = min(c for _, c in named)
-            raise ValueError(
+            raise InvalidSettingError(
                 f"alpha={alpha} gives {int(channels * alpha)} channels for the {name} "
                 f"({channels} x {alpha}), fewer than {MIN_CHANNELS}; use alpha >= "
                 f"{MIN_CHANNELS / smallest:g} (or widen that layer at alpha 1)")
@@ -124,20 +132,26 @@ def detector_widths(alpha: float = 1.0, out_indices: Sequence[int] = (3, 4),
 
 
 def _check_alpha(alpha) -> None:
-    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and alpha > 0):
-        raise ValueError(f"alpha (width multiplier) must be a number > 0, got {alpha!r}")
+    """The one check of a width multiplier: a finite number > 0 (``inf`` has no channel count)."""
+    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and alpha > 0
+                                       and math.isfinite(alpha)):
+        raise InvalidSettingError(f"alpha (width multiplier) must be a finite number > 0, got "
+                                  f"{alpha!r}")
 
 
 def _check_out_indices(out_indices) -> Tuple[int, ...]:
+    """The one check of ``out_indices``: distinct stage indices (a stage listed twice would be
+    returned twice, and a neck built for one more input would get it)."""
     num_stages = len(TABLE_1)
     try:
         out_indices = tuple(out_indices)
     except TypeError:
         out_indices = ()
     if not out_indices or any(isinstance(i, bool) or not isinstance(i, int)
-                              or not 0 <= i < num_stages for i in out_indices):
-        raise ValueError(f"out_indices must be a non-empty sequence of stage indices in "
-                         f"0..{num_stages - 1}, got {out_indices!r}")
+                              or not 0 <= i < num_stages for i in out_indices) \
+            or len(set(out_indices)) != len(out_indices):
+        raise InvalidSettingError(f"out_indices must be a non-empty sequence of distinct stage "
+                                  f"indices in 0..{num_stages - 1}, got {out_indices!r}")
     return out_indices
 
 
@@ -173,8 +187,7 @@ def plan_blocks(alpha: float = 1.0, separable: bool = True, shallow: bool = Fals
     The stem (first block) is always a full convolution; ``separable=False`` makes every other
     block one too (Conv MobileNet). ``shallow=True`` drops the five 14x14x512 blocks.
     """
-    if isinstance(alpha, bool) or not (isinstance(alpha, (int, float)) and alpha > 0):
-        raise ValueError(f"alpha (width multiplier) must be a number > 0, got {alpha!r}")
+    _check_alpha(alpha)
     stages: List[List[BlockSpec]] = []
     for stage, rows in enumerate(TABLE_1):
         if shallow and stage == SHALLOW_STAGE:
@@ -396,25 +409,21 @@ class MobileNetV1(nn.Module):
         super().__init__()
         num_stages = len(TABLE_1)
         if not isinstance(num_classes, int) or num_classes < 0:
-            raise ValueError(f"num_classes must be an int >= 0 (0: no classifier), "
-                             f"got {num_classes!r}")
-        out_indices = tuple(out_indices)
-        if not out_indices or any(not isinstance(i, int) or not 0 <= i < num_stages
-                                  for i in out_indices):
-            raise ValueError(f"out_indices must be a non-empty sequence of stage indices in "
-                             f"0..{num_stages - 1}, got {out_indices!r}")
+            raise InvalidSettingError(f"num_classes must be an int >= 0 (0: no classifier), "
+                                      f"got {num_classes!r}")
+        out_indices = _check_out_indices(out_indices)
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages < num_stages:
-            raise ValueError(f"frozen_stages must be an int in -1..{num_stages - 1} "
-                             f"(-1 freezes nothing), got {frozen_stages!r}")
+            raise InvalidSettingError(f"frozen_stages must be an int in -1..{num_stages - 1} "
+                                      f"(-1 freezes nothing), got {frozen_stages!r}")
         if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+            raise InvalidSettingError(f"dropout must be in [0, 1), got {dropout!r}")
         if act_layer is None:
             if activation not in ACTIVATIONS:
-                raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, "
-                                 f"got {activation!r}")
+                raise InvalidSettingError(f"activation must be one of {sorted(ACTIVATIONS)}, "
+                                          f"got {activation!r}")
             act_layer = ACTIVATIONS[activation]
         if not isinstance(in_channels, int) or in_channels < 1:
-            raise ValueError(f"in_channels must be an int >= 1, got {in_channels!r}")
+            raise InvalidSettingError(f"in_channels must be an int >= 1, got {in_channels!r}")
         plan = plan_blocks(alpha, separable, shallow, in_channels)
 
         self.alpha = alpha

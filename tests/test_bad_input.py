@@ -152,3 +152,19 @@ def test_mismatch_message_names_width_or_classes_as_the_shapes_say(shapes_root):
     with pytest.raises(CheckpointMismatchError, match=r"it fits \d+% of the model's weights"):
         check_state_dict(model, wider, "epoch_30.pth", min_fit=0.5)
 
+
+# --- row 11: model settings ----------------------------------------------------------------------
+
+def test_alpha_must_be_finite_and_out_indices_distinct():
+    from mnet_backbone import MobileNetV1
+    from mnet_backbone.model import detector_widths
+    for bad in (float("inf"), float("nan"), -1.0):  # inf: OverflowError before
+        with pytest.raises(ValueError, match="must be a finite number > 0"):
+            MobileNetV1(alpha=bad)
+    with pytest.raises(ValueError, match="finite"):
+        detector_widths(float("inf"))
+    with pytest.raises(ValueError, match="distinct stage indices"):
+        MobileNetV1(out_indices=(3, 3))
+    with pytest.raises(ValueError, match="distinct stage indices"):
+        detector_widths(0.5, (4, 4))
+    assert MobileNetV1(alpha=0.25, out_indices=(3, 4)).out_indices == [3, 4]
