@@ -153,6 +153,35 @@ def test_mismatch_message_names_width_or_classes_as_the_shapes_say(shapes_root):
         check_state_dict(model, wider, "epoch_30.pth", min_fit=0.5)
 
 
+# --- row 7: tools/export_onnx.py ------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, words", [
+    (["--weights", "NOPE"], "weights 'NOPE' are neither a registered entry nor an existing file"),
+    (["--alpha", "0"], "alpha (width multiplier) must be a finite number > 0, got 0.0"),
+    (["--opset", "9"], "opset must be an int >= 17 (torch's ONNX exporter), got 9"),
+    (["--resolution", "16"], "resolution must be at least 32 px (MobileNetV1 downsamples 32x), "
+                             "got 16")])
+def test_export_onnx_bad_arguments_are_one_line(tmp_path, capsys, args, words):
+    export_onnx = load_tool("export_onnx")
+    out = tmp_path / "m.onnx"
+    assert export_onnx.main([str(out), *args]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert line.startswith("error: ") and words in line, line
+    assert not out.exists()
+
+
+def test_export_onnx_into_an_unwritable_folder_is_one_line(tmp_path, capsys, monkeypatch):
+    from mnet_backbone.deploy import cli
+    monkeypatch.setattr(cli, "build_model", lambda *a: pytest.fail("built a model"))
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    out = blocker / "sub" / "m.onnx"
+    assert cli.main([str(out)]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        f"error: folder '{out.parent}' cannot be written (Not a directory); write {out} into a "
+        f"folder you can write to")
+
+
 # --- row 11: model settings ----------------------------------------------------------------------
 
 def test_alpha_must_be_finite_and_out_indices_distinct():

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Dict, List, Optional
 
 import torch
 
 from ..model import MobileNetV1
-from .export import DEFAULT_OPSET, export_onnx, export_torchscript, verify_onnx, \
-    verify_torchscript
+from ..files import check_writable_folder
+from .export import DEFAULT_OPSET, check_export_settings, export_onnx, export_torchscript, \
+    verify_onnx, verify_torchscript
 
 __all__ = ["main", "build_model", "export_files"]
 
@@ -38,8 +40,13 @@ def export_files(model: MobileNetV1, onnx_path: str, *, features: bool = False,
     A missing calibration folder, or one without images, is a
     :class:`~mnet_backbone.deploy.data.CalibrationError` before any export work; other files in it
     and undecodable images are skipped and counted in ``summary["calibration"]``."""
-    from .data import calibration_files
-    calib = calibration_files(calib_dir, calib_limit) if int8 and calib_dir else None
+    from .data import calibration_files, normalize, read_images
+    calib = None
+    if int8 and calib_dir:  # listed and decoded before any export work
+        files, non_images = calibration_files(calib_dir, calib_limit)
+        raw, bad = read_images(files, resolution)
+        calib = normalize(raw), (f"{len(raw)} images from {calib_dir} ({non_images} non-image "
+                                 f"files, {bad} undecodable skipped)")
     summary: Dict[str, object] = {}
     x = torch.randn(3, model.in_channels, resolution, resolution)
     export_onnx(model, onnx_path, features=features, resolution=resolution, opset=opset)
@@ -55,13 +62,10 @@ def export_files(model: MobileNetV1, onnx_path: str, *, features: bool = False,
             summary["torchscript_max_abs_diff"] = verify_torchscript(torchscript, model, x,
                                                                      features=features)
     if int8:
-        from .data import normalize, read_images, render_shapes
+        from .data import render_shapes
         from .quant import agreement, quantize_int8
         if calib is not None:
-            raw, bad = read_images(calib[0], resolution)
-            images = normalize(raw)
-            source = (f"{len(images)} images from {calib_dir} ({calib[1]} non-image files, "
-                      f"{bad} undecodable skipped)")
+            images, source = calib
         else:
             images = normalize(render_shapes(calib_limit, resolution, seed=20_000)[0])
             source = f"{len(images)} rendered shape images (pass --calib-dir for your own)"
@@ -96,9 +100,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--no-verify", action="store_true")
     args = p.parse_args(argv)
     out_indices = tuple(args.out_indices) if args.features else (4,)
-    from .data import CalibrationError, calibration_files
-    try:
-        if args.int8 and args.calib_dir:  # before the weights are downloaded or converted
+    from .data import calibration_files
+    try:  # the settings, output folders and calibration folder before any download or export
+        check_export_settings(args.resolution, args.opset)
+        for path in filter(None, (args.output, args.torchscript, args.int8)):
+            check_writable_folder(os.path.dirname(os.path.abspath(path)),
+                                  f"write {path} into a folder you can write to")
+        if args.int8 and args.calib_dir:
             calibration_files(args.calib_dir, args.calib_limit)
         model = build_model(args.weights, args.alpha, args.num_classes, out_indices)
         summary = export_files(model, args.output, features=args.features,
@@ -106,7 +114,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                torchscript=args.torchscript, int8=args.int8,
                                calib_dir=args.calib_dir, calib_limit=args.calib_limit,
                                calib_method=args.calib_method, verify=not args.no_verify)
-    except CalibrationError as exc:
+    except (ValueError, OSError, ImportError) as exc:  # the package's errors say what to do
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(summary, indent=1, default=str))

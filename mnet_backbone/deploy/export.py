@@ -22,11 +22,13 @@ from typing import Dict, List, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..model import MobileNetV1
+from ..files import atomic_path
+from ..model import MIN_INPUT_SIZE, MobileNetV1
 from .fold import fold_bn
 
 __all__ = ["export_onnx", "verify_onnx", "export_torchscript", "verify_torchscript",
-           "output_names", "ort_session", "OnnxCheck", "MIN_OPSET", "DEFAULT_OPSET"]
+           "output_names", "ort_session", "OnnxCheck", "MIN_OPSET", "DEFAULT_OPSET",
+           "check_export_settings"]
 
 MIN_OPSET = 17
 DEFAULT_OPSET = 18
@@ -74,16 +76,13 @@ def export_onnx(model: MobileNetV1, path: str, *, features: bool = False, resolu
     """
     import onnx
 
-    if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
-    h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+    h, w = check_export_settings(resolution, opset)
     module = _exportable(model, features, fold)
     x = torch.zeros(2 if dynamic_batch else 1, model.in_channels, h, w)
     names = output_names(model, features)
     kwargs = {}
     if dynamic_batch:
         kwargs["dynamic_shapes"] = {"x": {0: torch.export.Dim("batch")}}
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(module, (x,), dynamo=True, opset_version=opset,
@@ -97,8 +96,23 @@ def export_onnx(model: MobileNetV1, path: str, *, features: bool = False, resolu
     ops = {node.op_type for node in proto.graph.node}
     if fold and "BatchNormalization" in ops:
         raise RuntimeError("BatchNormalization left in the exported graph after folding")
-    onnx.save(proto, path, save_as_external_data=False)
+    with atomic_path(path) as tmp:  # onnx.save wants a name
+        onnx.save(proto, tmp, save_as_external_data=False)
     return path
+
+
+def check_export_settings(resolution, opset: int) -> Tuple[int, int]:
+    """(height, width) of ``resolution`` (an int or a pair) once it and ``opset`` are checked:
+    the one check of :func:`export_onnx`'s settings, which its command line runs before any
+    work."""
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < MIN_OPSET:
+        raise ValueError(f"opset must be an int >= {MIN_OPSET} (torch's ONNX exporter), got "
+                         f"{opset!r}")
+    h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+    if min(h, w) < MIN_INPUT_SIZE:
+        raise ValueError(f"resolution must be at least {MIN_INPUT_SIZE} px (MobileNetV1 "
+                         f"downsamples 32x), got {resolution!r}")
+    return h, w
 
 
 def ort_session(path: str, threads: int = 0, optimization: str = "all"):
