@@ -5,6 +5,7 @@ lines: exit code 2, no traceback) or in a correct result.
 Checkpoints are freshly built models' weights (never a training result); data is the tiny shapes
 set of conftest's ``shapes_root``.
 """
+import errno
 import json
 import os
 
@@ -180,6 +181,75 @@ def test_export_onnx_into_an_unwritable_folder_is_one_line(tmp_path, capsys, mon
     assert _error_line(capsys.readouterr().err) == (
         f"error: folder '{out.parent}' cannot be written (Not a directory); write {out} into a "
         f"folder you can write to")
+
+
+# --- row 10: the weights cache: stale partial files and a full disk -------------------------
+
+def _cached_entry(tmp_path, monkeypatch, name="t_cache"):
+    """A registered entry served from a local file (file:// URL, nothing downloaded)."""
+    from mnet_backbone import MobileNetV1
+    from mnet_backbone.weights import ENTRIES, WeightEntry
+    served = tmp_path / "served" / "plain.pth"
+    served.parent.mkdir()
+    torch.save(MobileNetV1(num_classes=10, alpha=0.25).state_dict(), served)
+    entry = WeightEntry(name=name, url=served.as_uri(), source="plain", license="test",
+                        alpha=0.25, resolution=128, num_classes=10, top1=None, top5=None,
+                        sha256=None, model_kwargs={})
+    monkeypatch.setitem(ENTRIES, name, entry)
+    return entry
+
+
+def test_stale_partial_files_are_removed_on_a_cache_hit(tmp_path, monkeypatch):
+    import time
+    from mnet_backbone.weights import load_state_dict
+    from mnet_backbone.weights.hub import cache_dir
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MNET_CACHE", raising=False)
+    entry = _cached_entry(tmp_path, monkeypatch)
+    load_state_dict(entry.name, progress=False)  # downloaded and converted: cached
+    cache = cache_dir()
+    stale = os.path.join(cache, f"{entry.name}.pth.999-dead.partial")
+    fresh = os.path.join(cache, f"{entry.name}.pth.998-live.partial")
+    for path in (stale, fresh):
+        with open(path, "wb") as f:
+            f.write(b"half")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(stale, (hours_ago, hours_ago))
+    load_state_dict(entry.name, progress=False)  # a cache hit
+    assert not os.path.exists(stale) and os.path.exists(fresh)  # a live writer's file stays
+
+
+@pytest.mark.parametrize("when", ["download", "conversion"])
+def test_a_full_disk_is_one_error_naming_the_cache_and_mnet_cache(tmp_path, monkeypatch, when):
+    import contextlib
+    from mnet_backbone.files import atomic_write
+    from mnet_backbone.weights import hub, load_state_dict
+    monkeypatch.setenv("MNET_CACHE", str(tmp_path / "cache"))
+    entry = _cached_entry(tmp_path, monkeypatch)
+    cache = tmp_path / "cache" / "weights"
+    assert hub.cache_dir() == str(cache)
+    if when == "conversion":  # the download is cached: the converted file is written
+        cache.mkdir(parents=True)
+        (cache / entry.filename).write_bytes((tmp_path / "served" / "plain.pth").read_bytes())
+
+    class FullDisk:
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    @contextlib.contextmanager
+    def full_disk(path, mode="wb", **kwargs):
+        with atomic_write(path, mode, **kwargs):  # the real one: it removes its partial file
+            yield FullDisk()
+
+    monkeypatch.setattr(hub, "atomic_write", full_disk)
+    with pytest.raises(OSError) as info:  # before: the raw OSError, or torch's "unexpected pos"
+        load_state_dict(entry.name, progress=False)
+    name = entry.filename if when == "download" else f"{entry.name}.pth"
+    assert str(info.value) == (
+        f"no space left to write {name} into the weights cache {cache} (No space left on "
+        f"device); free space there, or set MNET_CACHE to a folder on a disk with room")
+    assert isinstance(info.value, hub.CacheFullError) and info.value.__cause__ is None
+    assert not [n for n in os.listdir(cache) if n.endswith(".partial")]
 
 
 # --- row 11: model settings ----------------------------------------------------------------------

@@ -1,19 +1,25 @@
 """Download, verify and cache weight files; the errors every weight source shares.
 
-Files go to the torch hub cache (``$TORCH_HOME/hub/checkpoints/mnet_backbone/``, see
-:func:`torch.hub.get_dir`): the downloaded original as ``<entry>-<file name>`` and its conversion
-to this package's format as ``<entry>.pth``, so each file is downloaded and converted once.
+Files go to ``$MNET_CACHE/weights/`` when ``MNET_CACHE`` is set, else to the torch hub cache
+(``$TORCH_HOME/hub/checkpoints/mnet_backbone/``, see :func:`torch.hub.get_dir`): the downloaded
+original as ``<entry>-<file name>`` and its conversion to this package's format as
+``<entry>.pth``, so each file is downloaded and converted once. A full disk is one
+:class:`CacheFullError` naming the cache folder, not a raw ``OSError`` or torch's writer error.
 
 Any number of processes may fill the cache at once: files are only ever renamed into place
 (:func:`mnet_backbone.files.atomic_write`, a temporary name per writer), never deleted while
 valid, and a cached file that is stale, truncated or damaged is downloaded or converted again
-once instead of failing. :func:`load_checkpoint` is the one safe (weights-only) checkpoint
+once instead of failing; the ``*.partial`` files of killed writers are removed whenever the cache
+is used once they are old. :func:`load_checkpoint` is the one safe (weights-only) checkpoint
 reader of the package; a file it cannot read raises :class:`UnreadableCheckpointError` naming
 the file and what it really holds.
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
+import io
 import os
 import pickle
 import re
@@ -30,8 +36,8 @@ from ..files import atomic_write, clean_stale_partials, describe_file
 
 __all__ = ["WeightsError", "UnknownEntryError", "WeightsDownloadError", "HashMismatchError",
            "CorruptWeightsError", "UnreadableCheckpointError", "IncompatibleWeightsError",
-           "cache_dir", "sha256sum", "download", "cached_download", "FORMAT_VERSION",
-           "save_checkpoint", "load_checkpoint", "runner_checkpoint_globals"]
+           "CacheFullError", "cache_dir", "sha256sum", "download", "cached_download",
+           "FORMAT_VERSION", "save_checkpoint", "load_checkpoint", "runner_checkpoint_globals"]
 
 # Bump when a converter changes its output: converted files of another version are redone.
 FORMAT_VERSION = 1
@@ -69,9 +75,31 @@ class IncompatibleWeightsError(WeightsError, ValueError):
     """Weights that do not fit the model (width, classes, layers or settings)."""
 
 
+class CacheFullError(WeightsError, OSError):
+    """No space left on the disk of the weights cache (the message names the folder and
+    ``MNET_CACHE``)."""
+
+
 def cache_dir() -> str:
-    """``<torch hub dir>/checkpoints/mnet_backbone`` (follows ``$TORCH_HOME``)."""
+    """``$MNET_CACHE/weights`` when ``MNET_CACHE`` is set, else ``<torch hub dir>/checkpoints/
+    mnet_backbone`` (follows ``$TORCH_HOME``)."""
+    if os.environ.get("MNET_CACHE"):
+        return os.path.join(os.environ["MNET_CACHE"], "weights")
     return os.path.join(torch.hub.get_dir(), "checkpoints", "mnet_backbone")
+
+
+@contextlib.contextmanager
+def _room_for(path: str):
+    """A full disk (or quota) while ``path`` is written is one :class:`CacheFullError`."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CacheFullError(
+            f"no space left to write {os.path.basename(path)} into the weights cache "
+            f"{os.path.dirname(os.path.abspath(path))} ({exc.strerror}); free space there, or "
+            f"set MNET_CACHE to a folder on a disk with room") from None
 
 
 def sha256sum(path: str) -> str:
@@ -145,9 +173,11 @@ def cached_download(url: str, filename: str, sha256: Optional[str] = None,
     """The cached copy of ``url`` in :func:`cache_dir`, downloaded on first use, and again when
     the cached file's SHA-256 is not ``sha256`` (truncated or damaged)."""
     dst = os.path.join(cache_dir(), filename)
+    clean_stale_partials(cache_dir())
     sha256 = sha256 if check_hash else None
     if not _matches(dst, sha256):
-        download(url, dst, sha256, progress)
+        with _room_for(dst):
+            download(url, dst, sha256, progress)
     return dst
 
 
@@ -155,8 +185,12 @@ def save_checkpoint(path: str, state_dict: dict, meta: dict) -> str:
     """Write ``{'state_dict', 'meta'}`` atomically (readable by ``torch.load(weights_only=True)``,
     mmengine's ``Pretrained`` init and :func:`mnet_backbone.weights.load_weights`)."""
     meta = dict(meta, format="mnet_backbone", format_version=FORMAT_VERSION)
+    # Serialized in memory first: torch's file writer reports a full disk as "unexpected pos",
+    # a plain write as OSError ENOSPC.
+    data = io.BytesIO()
+    torch.save({"state_dict": state_dict, "meta": meta}, data)
     with atomic_write(path) as f:
-        torch.save({"state_dict": state_dict, "meta": meta}, f)
+        f.write(data.getbuffer())
     return path
 
 
@@ -240,8 +274,11 @@ def load_checkpoint(path: str, map_location="cpu"):
     the process-wide allow-list is left alone). Needs torch only (mmengine for Runner files).
 
     A missing file raises FileNotFoundError; any other failure :class:`UnreadableCheckpointError`
-    naming the file and what it holds (empty, truncated zip, JPEG, HTML page, ...).
+    naming the file and what it holds (empty, truncated zip, JPEG, HTML page, a folder, ...).
     """
+    if os.path.isdir(path):
+        raise UnreadableCheckpointError(f"{path} is a folder, not a checkpoint file; pass the "
+                                        f"checkpoint (.pth) file itself")
     try:
         try:
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -279,11 +316,14 @@ def convert_download(url: str, path: str, convert: Callable[[str], T],
                      sha256: Optional[str] = None, progress: bool = True) -> T:
     """``convert(path)`` of the download of ``url`` kept at ``path``: downloaded when missing (or
     not of ``sha256``); a cached copy that does not convert is downloaded once more, a fresh one
-    that does not is deleted (so the next call tries again) and reported."""
+    that does not is deleted (so the next call tries again) and reported. Stale ``*.partial``
+    files next to ``path`` are removed first."""
+    clean_stale_partials(os.path.dirname(os.path.abspath(path)))
     for again in (False, True):
         fresh = again or not _matches(path, sha256)
         if fresh:
-            download(url, path, sha256, progress)
+            with _room_for(path):
+                download(url, path, sha256, progress)
         try:
             return convert(path)
         except CorruptWeightsError as exc:
@@ -306,18 +346,19 @@ def cached_conversion(entry, convert: Callable[[str], dict], progress: bool = Tr
     processes at once: a stale or damaged converted file is converted again and replaced (never
     deleted first, so another process never finds it missing); a cached download that does not
     convert is downloaded once more; one that was just downloaded and does not convert is deleted
-    and reported. Stale ``*.partial`` files of killed writers are removed on the way.
+    and reported. Stale ``*.partial`` files of killed writers are removed on every call.
     """
     folder = cache_dir()
+    clean_stale_partials(folder)
     converted = os.path.join(folder, f"{entry.name}.pth")
     state_dict = _cached_state_dict(converted, entry)
     if state_dict is not None:
         return state_dict
-    clean_stale_partials(folder)
     sha256 = entry.sha256 if check_hash else None
     raw = os.path.join(folder, entry.filename)
     state_dict = convert_download(entry.url, raw, convert, sha256, progress)
-    save_checkpoint(converted, state_dict, dict(
-        entry=entry.name, source=entry.source, url=entry.url, alpha=entry.alpha,
-        num_classes=entry.num_classes, model_kwargs=dict(entry.model_kwargs)))
+    with _room_for(converted):
+        save_checkpoint(converted, state_dict, dict(
+            entry=entry.name, source=entry.source, url=entry.url, alpha=entry.alpha,
+            num_classes=entry.num_classes, model_kwargs=dict(entry.model_kwargs)))
     return state_dict

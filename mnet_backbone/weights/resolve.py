@@ -19,7 +19,6 @@ from typing import Dict, Mapping, Optional, Tuple, Union
 
 from torch import Tensor
 
-from ..files import clean_stale_partials
 from .convert import (SOURCE_MODEL_KWARGS, convert_file, detect_source, from_plain, from_sequential,
                       from_timm, unwrap)
 from .convert import drop_background as _drop_background
@@ -100,8 +99,6 @@ def locate(weights: WeightsLike) -> Located:
 def _convert_download(located: Located, source: Optional[str],
                       progress: bool) -> Tuple[Dict[str, Tensor], dict, str]:
     """Download once, convert (see :func:`~mnet_backbone.weights.hub.convert_download`)."""
-    if not os.path.isfile(located.path):
-        clean_stale_partials(os.path.dirname(located.path))
     return convert_download(located.url, located.path, lambda p: convert_file(p, source),
                             progress=progress)
 
