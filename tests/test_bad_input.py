@@ -154,6 +154,108 @@ def test_mismatch_message_names_width_or_classes_as_the_shapes_say(shapes_root):
         check_state_dict(model, wider, "epoch_30.pth", min_fit=0.5)
 
 
+# --- rows 2-4: a checkpoint that does not fit the model (tools/test.py, load_from, --resume) ----
+
+def _run(fn, argv, capsys):
+    """(exit code, the one error line) of a command line run in this process."""
+    from mnet_backbone.openmmlab.commands import run_cli
+    capsys.readouterr()  # what came before (an earlier test's logger writes to a closed capture)
+    code = run_cli(fn, argv)
+    err = capsys.readouterr().err
+    return code, (_error_line(err) if code else err)
+
+
+@needs_mmdet
+@pytest.mark.parametrize("option, cause", [
+    ("model.backbone.alpha=0.5", "another width (model.backbone.alpha: the model's is 0.5, the "
+                                 "checkpoint's looks like 0.25)"),
+    ("model.bbox_head.num_classes=4", "another number of classes")])
+def test_test_py_refuses_a_checkpoint_that_does_not_fit(shapes_root, tmp_path, capsys, option,
+                                                        cause):
+    from mnet_backbone.openmmlab.commands import test as run_test
+    ckpt = save_detector(tmp_path / "epoch_30.pth", shapes_root)
+    code, line = _run(run_test, [config_path(CONFIG), ckpt, "--work-dir", str(tmp_path / "w"),
+                                 "--cfg-options", *_options(shapes_root, option)], capsys)
+    assert code == 2
+    assert line.startswith(f"error: {ckpt} does not fit the model; ") and cause in line, line
+
+
+@needs_mmdet
+def test_load_from_must_fit_most_of_the_model(shapes_root, tmp_path, capsys):
+    from mnet_backbone.openmmlab.commands import train as run_train
+    wider = save_detector(tmp_path / "a050.pth", shapes_root, "model.backbone.alpha=0.5")
+    work = tmp_path / "w"
+    code, line = _run(run_train, [config_path(CONFIG), "--work-dir", str(work), "--cfg-options",
+                                  *_options(shapes_root, f"load_from={wider}")], capsys)
+    assert code == 2
+    assert line.startswith(f"error: {wider} does not fit the model (it fits ")
+    assert "model.backbone.alpha: the model's is 0.25, the checkpoint's looks like 0.5" in line
+    assert not list(work.glob("*.pth"))  # nothing trained
+    # fine-tuning: a checkpoint of another number of classes loads all but the class layers
+    other_classes = save_detector(tmp_path / "c4.pth", shapes_root,
+                                  "model.bbox_head.num_classes=4")
+    code, _ = _run(run_train, [config_path(CONFIG), "--work-dir", str(work), "--cfg-options",
+                               *_options(shapes_root, f"load_from={other_classes}")], capsys)
+    assert code == 0 and (work / "epoch_1.pth").is_file()
+
+
+@needs_mmdet
+def test_resume_from_a_checkpoint_of_another_width_is_one_line(shapes_root, tmp_path, capsys):
+    from mnet_backbone.openmmlab.commands import train as run_train
+    wider = save_detector(tmp_path / "epoch_1.pth", shapes_root, "model.backbone.alpha=0.5")
+    code, line = _run(run_train, [config_path(CONFIG), "--work-dir", str(tmp_path / "w"),
+                                  "--resume", wider, "--cfg-options", *_options(shapes_root)],
+                      capsys)
+    assert code == 2
+    assert line.startswith(f"error: {wider} does not fit the model; ")
+    assert "the checkpoint's looks like 0.5" in line
+
+
+# --- row 5: unwritable output folders, before any work -------------------------------------------
+
+@needs_mmdet
+def test_unwritable_out_and_work_dir_fail_before_any_work(shapes_root, tmp_path, capsys,
+                                                          monkeypatch):
+    from mnet_backbone.openmmlab import commands
+    monkeypatch.setattr(commands, "_build_runner", lambda cfg: pytest.fail("work started"))
+    ckpt = save_detector(tmp_path / "epoch_30.pth", shapes_root)
+    blocker = tmp_path / "a_file"  # a folder below a file cannot be made, even by root
+    blocker.write_text("")
+    out = blocker / "results" / "r.pkl"
+    code, line = _run(commands.test, [config_path(CONFIG), ckpt, "--out", str(out), "--work-dir",
+                                      str(tmp_path / "w"), "--cfg-options",
+                                      *_options(shapes_root)], capsys)
+    assert code == 2
+    assert line == (f"error: folder '{out.parent}' cannot be written (Not a directory); pass "
+                    f"another --out")
+    for fn, argv in ((commands.train, []), (commands.test, [ckpt])):
+        code, line = _run(fn, [config_path(CONFIG), *argv, "--work-dir", str(blocker / "w"),
+                               "--cfg-options", *_options(shapes_root)], capsys)
+        assert code == 2 and line.endswith("cannot be written (Not a directory); pass another "
+                                           "--work-dir")
+
+
+# --- row 6: a broken val image is found when training starts --------------------------------------
+
+@needs_mmdet
+def test_an_empty_val_image_stops_training_at_start(shapes_root, tmp_path, capsys):
+    import shutil
+    from mnet_backbone.openmmlab.commands import train as run_train
+    data = tmp_path / "data"
+    shutil.copytree(shapes_root, data)
+    val = json.loads((data / "annotations" / "instances_val2017.json").read_text())
+    empty = data / "val2017" / val["images"][0]["file_name"]
+    empty.write_bytes(b"")
+    work = tmp_path / "w"
+    code, line = _run(run_train, [config_path(CONFIG), "--work-dir", str(work), "--cfg-options",
+                                  *tiny_options(CONFIG, str(data), batch_size=8)], capsys)
+    assert code == 2
+    assert "instances_val2017.json: 1 images whose file is missing or empty" in line
+    assert f"{empty} of image id {val['images'][0]['id']!r}: empty" in line
+    assert "data_checks=dict(missing_image_file='skip')" in line
+    assert not list(work.glob("*.pth"))  # stopped before the first epoch
+
+
 # --- row 7: tools/export_onnx.py ------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, words", [
@@ -181,6 +283,26 @@ def test_export_onnx_into_an_unwritable_folder_is_one_line(tmp_path, capsys, mon
     assert _error_line(capsys.readouterr().err) == (
         f"error: folder '{out.parent}' cannot be written (Not a directory); write {out} into a "
         f"folder you can write to")
+
+
+# --- row 8: model settings and init_cfg from the training command line ---------------------------
+
+@needs_mmdet
+def test_training_command_line_shows_the_models_own_message(shapes_root, tmp_path, capsys):
+    from mnet_backbone.openmmlab.commands import train as run_train
+    def argv(*options):
+        return [config_path(CONFIG), "--work-dir", str(tmp_path / "w"), "--cfg-options",
+                *_options(shapes_root, *options)]
+    code, line = _run(run_train, argv("model.backbone.alpha=0"), capsys)
+    assert code == 2
+    assert line == "error: alpha (width multiplier) must be a finite number > 0, got 0"
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    code, line = _run(run_train, argv("model.backbone.init_cfg.type=Pretrained",
+                                      f"model.backbone.init_cfg.checkpoint={folder}"), capsys)
+    assert code == 2
+    assert line == (f"error: {folder} is a folder, not a checkpoint file; pass the checkpoint "
+                    f"(.pth) file itself")
 
 
 # --- row 10: the weights cache: stale partial files and a full disk -------------------------

@@ -242,11 +242,12 @@ def check_coco(annotations: Union[str, dict], img_dir: Optional[str] = None,
     if errors:
         lines = [line for kind, line in zip(report.counts, report.lines()) if kind in errors]
         others = [line for kind, line in zip(report.counts, report.lines()) if kind not in errors]
-        raise DataCheckError("\n".join(
-            lines + [f"  (also: {line})" for line in others]
-            + [f"  fix the annotation file, or choose another policy, e.g. "
+        fix = (f"fix the annotation file, or choose another policy, e.g. "
                f"data_checks=dict({errors[0]}='skip')" if errors[0] != "empty" else
-               "  point the config at annotations with boxes (data_root / ann_file)"]))
+               "point the config at annotations with boxes (data_root / ann_file)")
+        found = lines + [f"  (also: {line})" for line in others]
+        # one problem: one line; several: one line each, the fix last
+        raise DataCheckError("\n".join(found) + ("; " if len(found) == 1 else "\n  ") + fix)
     cleaned = dict(annotations, images=out_images, annotations=out_anns)
     return cleaned, report
 
@@ -269,7 +270,9 @@ class CheckedCocoDataset(CocoDataset):
     ``data_checks``: the policy per problem kind (see :data:`PROBLEMS`), plus
     ``check_files=True`` to also require every listed image file (stat only, no decoding) and
     ``max_failed_fraction`` (default 0.01) for the image loader below. The report goes to the log
-    once, before training or testing starts.
+    once, before training or testing starts. In test mode (val and test sets, where every image
+    counts) ``check_files`` defaults to True and ``missing_image_file`` to ``'error'``: a missing
+    or empty image stops a training run when it starts, not at its first validation.
 
     A plain ``LoadImageFromFile`` in its pipeline runs as :class:`CheckedLoadImageFromFile`:
     ``on_error='skip'`` in training, ``'error'`` in test mode (every test image counts). The
@@ -283,6 +286,9 @@ class CheckedCocoDataset(CocoDataset):
 
     def __init__(self, *args, data_checks: Optional[dict] = None, **kwargs):
         self.data_checks = dict(data_checks or {})
+        if kwargs.get("test_mode", False):
+            self.data_checks.setdefault("check_files", True)
+            self.data_checks.setdefault("missing_image_file", "error")
         self._max_failed = float(self.data_checks.pop("max_failed_fraction", 0.01))
         _policies({k: v for k, v in self.data_checks.items() if k != "check_files"})
         super().__init__(*args, **kwargs)

@@ -34,7 +34,7 @@ def load_runner_checkpoint(filename: str, map_location=None):
 def load_from_local_safe(filename, map_location):
     """mmengine's local-file checkpoint loader, reading Runner checkpoints safely."""
     filename = osp.expanduser(filename)
-    if not osp.isfile(filename):
+    if not osp.exists(filename):  # a folder is named by load_checkpoint
         raise FileNotFoundError(f'{filename} can not be found.')
     return load_checkpoint(filename, map_location)
 

@@ -14,6 +14,11 @@ loop keys checked at start-up); ``--cfg-options`` that set a top-level variable 
 already used (``data_root=DIR``) are an error naming the keys that control it; and the expected
 failures (unreadable checkpoints, bad data, a diverging run, config
 mistakes) end the command with one ``error:`` message and exit code 2, no traceback.
+
+Bad input (issue 23): the work dir and ``--out``'s folder are checked to be writable before any
+work; a checkpoint that does not fit the model (``--cfg-options model.backbone.alpha=0.5``) is an
+error (:class:`~.runner.CheckedRunner`); a model setting out of range is the model's own message
+(:class:`~mnet_backbone.model.InvalidSettingError`).
 """
 import argparse
 import importlib
@@ -30,6 +35,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 import mnet_backbone  # noqa: F401  (registers the model and applies the checkpoint fix)
+from ..files import check_writable_folder
 from .runner import CheckedRunner
 
 
@@ -309,9 +315,15 @@ def train_config(argv: Optional[List[str]] = None) -> Config:
     return cfg
 
 
+def _check_work_dir(cfg: Config) -> None:
+    if '://' not in str(cfg.work_dir):
+        check_writable_folder(cfg.work_dir, 'pass another --work-dir')
+
+
 def train(argv: Optional[List[str]] = None) -> Runner:
     cfg = train_config(argv)
     check_dataset_paths(cfg, ('train', 'val') if cfg.get('val_cfg') else ('train',))
+    _check_work_dir(cfg)
     runner = _build_runner(cfg)
     runner.train()
     _close_distributed()
@@ -367,6 +379,9 @@ def _is_mmdet(cfg: Config) -> bool:
 def test(argv: Optional[List[str]] = None) -> dict:
     cfg, args = test_config(argv)
     check_dataset_paths(cfg, ('test',))
+    _check_work_dir(cfg)
+    if args.out is not None:  # written after the whole evaluation: its folder is checked now
+        check_writable_folder(osp.dirname(osp.abspath(args.out)), 'pass another --out')
     runner = _build_runner(cfg)
     if args.out is not None:
         if _is_mmdet(cfg):
@@ -383,12 +398,15 @@ def _expected_errors() -> tuple:
     """What a command line reports in one message: the user's input is wrong or broken (each
     message names the problem and the fix), not the program."""
     from ..deploy.data import CalibrationError
+    from ..files import UnwritableFolderError
+    from ..images import UnreadableImageError
+    from ..model import InvalidSettingError
     from ..state_dicts import CheckpointMismatchError
     from ..weights.hub import WeightsError
-    from ..images import UnreadableImageError
     from . import guards, runner
     errors = [UsageError, runner.ConfigKeyError, WeightsError, CheckpointMismatchError,
-              guards.NonFiniteLossError, CalibrationError, UnreadableImageError]
+              guards.NonFiniteLossError, CalibrationError, UnreadableImageError,
+              InvalidSettingError, UnwritableFolderError]
     # Each face's data errors, for the faces that are loaded.
     if 'mnet_backbone.mmdet_plugin' in sys.modules:
         errors.append(sys.modules['mnet_backbone.mmdet_plugin.data_checks'].DataCheckError)

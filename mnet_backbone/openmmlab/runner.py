@@ -22,6 +22,15 @@ mmengine 0.10.7 does, and what changes:
   unreadable one is skipped with one warning naming it. An explicit file (``--resume PATH``)
   that cannot be read is one :class:`UnreadableCheckpointError`.
 * **Partial files** of saves that were killed are removed when training starts.
+* **Checkpoints that do not fit**: mmengine loads ``load_from`` and ``--resume`` checkpoints with
+  ``strict=False`` and only logs the tensors that do not fit, so ``tools/test.py`` with another
+  ``model.backbone.alpha`` scores random weights (mAP 0.002) and ``load_from`` a checkpoint of
+  another width trains from scratch. :meth:`CheckedRunner.load_checkpoint` checks the fit once
+  the ``after_load_checkpoint`` hooks have seen the checkpoint (the classification face renames
+  keys there) and before it loads (:func:`mnet_backbone.state_dicts.check_state_dict`): every
+  weight must fit to test, validate or resume; ``load_from`` for training may leave a part anew
+  (fine-tuning on another number of classes), but not most of the model
+  (:data:`FINE_TUNE_MIN_FIT`).
 * **Hook and loop settings** (``default_hooks``, ``custom_hooks``, ``train_cfg``, ``val_cfg``,
   ``test_cfg``): a key the class does not take (``default_hooks.checkpoint.intervl=1``) is one
   :class:`ConfigKeyError` when the runner is built, naming the closest valid key; mmengine
@@ -39,15 +48,22 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from mmengine.dist import is_main_process, master_only
 from mmengine.hooks import CheckpointHook
+from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS, LOOPS
 from mmengine.runner import (EpochBasedTrainLoop, IterBasedTrainLoop, Runner, TestLoop,
                              ValLoop)
+from mmengine.runner.checkpoint import _load_checkpoint, _load_checkpoint_to_model
 
 from ..files import atomic_path, clean_stale_partials
+from ..state_dicts import check_state_dict, checkpoint_state_dict
 from ..weights.hub import UnreadableCheckpointError
 
 __all__ = ["CheckedRunner", "SafeCheckpointHook", "ConfigKeyError", "check_hook_and_loop_keys",
-           "resume_candidates"]
+           "resume_candidates", "FINE_TUNE_MIN_FIT"]
+
+# A training run's load_from must fit at least this share of the model's weights: a new head
+# (another number of classes) is fine-tuning; another width leaves nearly all of it random.
+FINE_TUNE_MIN_FIT = 0.5
 
 
 class ConfigKeyError(ValueError):
@@ -217,7 +233,10 @@ class SafeCheckpointHook(CheckpointHook):
 
 class CheckedRunner(Runner):
     """mmengine's ``Runner`` with atomic checkpoint saves, a resume that skips unreadable
-    checkpoints, and hook / loop settings checked when it is built (see the module docstring)."""
+    checkpoints, checkpoints checked to fit the model before they load, and hook / loop settings
+    checked when it is built (see the module docstring)."""
+
+    _evaluating = False  # in test() / val(): every weight must load
 
     def __init__(self, *args, **kwargs):
         given = inspect.signature(Runner.__init__).bind(self, *args, **kwargs).arguments
@@ -249,6 +268,35 @@ class CheckedRunner(Runner):
                                     save_optimizer=save_optimizer,
                                     save_param_scheduler=save_param_scheduler, meta=meta,
                                     by_epoch=by_epoch)
+
+    def test(self) -> dict:
+        return self._evaluate(super().test)
+
+    def val(self) -> dict:
+        return self._evaluate(super().val)
+
+    def _evaluate(self, run):
+        self._evaluating = True
+        try:
+            return run()
+        finally:
+            self._evaluating = False
+
+    def load_checkpoint(self, filename, map_location='cpu', strict=False,
+                        revise_keys=[(r'^module.', '')]):  # noqa: B006 (mmengine's signature)
+        """mmengine 0.10.7's ``Runner.load_checkpoint`` with the fit check between the
+        ``after_load_checkpoint`` hooks and the load (mmengine only logs what does not fit)."""
+        checkpoint = _load_checkpoint(filename, map_location=map_location)
+        self.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+        model = self.model.module if is_model_wrapper(self.model) else self.model
+        partial_ok = not (strict or self._resume or self._evaluating)
+        check_state_dict(model, checkpoint_state_dict(checkpoint, filename, revise_keys),
+                         filename, min_fit=FINE_TUNE_MIN_FIT if partial_ok else 1.0)
+        checkpoint = _load_checkpoint_to_model(model, checkpoint, strict,
+                                               revise_keys=revise_keys)
+        self._has_loaded = True
+        self.logger.info(f'Load checkpoint from {filename}')
+        return checkpoint
 
     def load_or_resume(self) -> None:
         if self._has_loaded or not self._resume:
