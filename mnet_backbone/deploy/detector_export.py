@@ -28,7 +28,7 @@ import io
 import json
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ from torch import Tensor, nn
 from ..files import atomic_path
 
 __all__ = ["DetectorSpec", "export_detector", "read_spec", "detector_spec", "DetectorGraph",
-           "OUTPUTS", "RAW_OUTPUTS", "UnsupportedDetectorError"]
+           "OUTPUTS", "RAW_OUTPUTS", "GRAPH_OUTPUTS", "UnsupportedDetectorError", "nms_tail"]
 
 OUTPUTS = ("boxes", "scores", "labels", "num_detections")
 RAW_OUTPUTS = ("raw_cls", "raw_box")  # the head's own outputs, for parity checks
@@ -336,13 +336,48 @@ def _append_nms(graph, spec: DetectorSpec, num_classes: int, num_boxes: int) -> 
         helper.make_tensor_value_info("num_detections", TensorProto.INT64, ["batch"])])
 
 
+GRAPH_OUTPUTS = ("nms_boxes", "nms_scores", "box_scale", *RAW_OUTPUTS)  # DetectorGraph's
+
+
+@torch.no_grad()
+def nms_tail(nms_boxes: Tensor, nms_scores: Tensor, box_scale: Tensor,
+             spec: DetectorSpec) -> Dict[str, Tensor]:
+    """The NMS tail in torch, for runtimes that cannot hold greedy NMS (ExecuTorch, LiteRT: the
+    host runs it on :class:`DetectorGraph`'s outputs): the same steps as the ONNX graph's tail
+    (:func:`_append_nms`), and the same outputs (:data:`OUTPUTS`).
+
+    Per image and class, greedy NMS (``iou_thr``; a box goes when its IoU with a kept one is
+    above it) over the candidates scored above ``score_thr``, at most ``max_det`` kept; of
+    all classes the ``max_det`` best, their boxes times ``box_scale``, labels from
+    ``label_offset``, and -1 / zero boxes in the unused slots.
+    """
+    from torchvision.ops import nms
+
+    batch, classes, boxes_n = nms_scores.shape
+    dense = nms_scores.new_zeros(batch, classes * boxes_n)
+    for b in range(batch):
+        for c in range(classes):
+            scores = nms_scores[b, c]
+            idx = (scores > spec.score_thr).nonzero().flatten()
+            if idx.numel():
+                keep = idx[nms(nms_boxes[b, idx], scores[idx], spec.iou_thr)[:spec.max_det]]
+                dense[b, c * boxes_n + keep] = scores[keep]
+    top, where = dense.topk(min(spec.max_det, classes * boxes_n), dim=1)
+    valid = top > 0
+    chosen = torch.gather(nms_boxes, 1, (where % boxes_n).unsqueeze(-1).expand(-1, -1, 4))
+    labels = torch.div(where, boxes_n, rounding_mode="floor") + spec.label_offset
+    return {"boxes": torch.where(valid.unsqueeze(-1), chosen * box_scale, 0.0),
+            "scores": top, "labels": torch.where(valid, labels, -1),
+            "num_detections": valid.sum(1)}
+
+
 def _trace(graph_module: DetectorGraph, opset: int):
     """The traced part as an ONNX ModelProto (dynamic batch, height and width)."""
     h, w = graph_module.spec.input_size
     x = torch.rand(2, 3, h, w) * 255
     batch, height, width = (torch.export.Dim("batch"), torch.export.Dim("height", min=32),
                             torch.export.Dim("width", min=32))
-    names = ["nms_boxes", "nms_scores", "box_scale", *RAW_OUTPUTS]
+    names = list(GRAPH_OUTPUTS)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(

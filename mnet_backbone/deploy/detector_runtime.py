@@ -2,6 +2,7 @@
 
     det = DeployedDetector("deployed/")                  # a tools/deploy.py folder, or an .onnx
     det = DeployedDetector("det.onnx", backend="openvino", precision="bf16")
+    det = DeployedDetector("det.pte")                    # ExecuTorch (or .tflite: LiteRT), NMS here
     results = det.predict(["a.jpg", rgb_array])          # torchvision style: list of dicts
     samples = det.predict(images, style="mmdet")         # DetDataSample with pred_instances
 
@@ -14,13 +15,17 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
+import torch.nn.functional as F
+
+from . import mobile
 from .backends import Runner, open_model
-from .detector_export import DetectorSpec, read_spec
+from .detector_export import GRAPH_OUTPUTS, DetectorSpec, nms_tail, read_spec
+from .detector_mobile import read_mobile_spec
 
 __all__ = ["DeployedDetector", "load_rgb", "coco_map", "MANIFEST", "manifest_file"]
 
@@ -58,14 +63,31 @@ def manifest_file(folder: str, precision: str) -> str:
 
 
 class DeployedDetector:
-    """An exported detector on a backend (``auto``: the fastest measured one)."""
+    """An exported detector on a backend (``auto``: the fastest measured one).
+
+    A ``.pte`` (ExecuTorch) or ``.tflite`` (LiteRT) file runs in its runtime and the NMS tail
+    runs here, on the host (:mod:`.detector_mobile` says why); the results are the same types.
+    """
 
     def __init__(self, path: str, backend: str = "auto", precision: str = "fp32",
                  threads: int = 0, batch: int = 1):
         file = manifest_file(path, precision) if os.path.isdir(path) else path
-        self.spec: DetectorSpec = read_spec(file)
-        self.runner: Runner = open_model(file, backend, precision, threads, batch)
         self.path = file
+        # Mobile files: their fixed image size (H, W); None for the ONNX files.
+        self.image_size: Optional[Tuple[int, int]] = None
+        self.spec: DetectorSpec
+        self.runner: Runner
+        if file.lower().endswith(tuple(mobile.SUFFIXES.values())):
+            runtime = mobile.runtime_of(file)
+            if backend not in ("auto", runtime):
+                raise ValueError(f"{file} is a {runtime} file; backend {backend!r} cannot run "
+                                 f"it (use backend='{runtime}' or 'auto')")
+            self.spec, info = read_mobile_spec(file)
+            self.image_size = tuple(info["image_size"])
+            self.runner = mobile.load(file, threads, GRAPH_OUTPUTS, info["precision"])
+        else:
+            self.spec = read_spec(file)
+            self.runner = open_model(file, backend, precision, threads, batch)
 
     @property
     def backend(self) -> str:
@@ -74,10 +96,27 @@ class DeployedDetector:
     def __call__(self, batch: Union[np.ndarray, torch.Tensor]) -> Dict[str, np.ndarray]:
         """Raw graph outputs for a B x 3 x H x W batch (RGB 0-255): boxes, scores, labels,
         num_detections (and raw_cls / raw_box)."""
+        if self.image_size is not None:
+            return self._run_with_host_nms(torch.as_tensor(batch).float())
         if isinstance(batch, torch.Tensor):
             batch = batch.detach().cpu().numpy()
         outs = self.runner(batch)
         return dict(zip(self.runner.output_names, outs))
+
+    def _run_with_host_nms(self, batch: torch.Tensor) -> Dict[str, np.ndarray]:
+        """A mobile file's graph, then the NMS tail here. Images of another size than the
+        file's are resized to it first (the graph's own bilinear resize) and the boxes mapped
+        back to them."""
+        height, width = batch.shape[-2:]
+        fh, fw = self.image_size
+        if (height, width) != (fh, fw):
+            batch = F.interpolate(batch, size=(fh, fw), mode="bilinear", align_corners=False)
+        out = {k: torch.from_numpy(v) for k, v in zip(self.runner.output_names,
+                                                       self.runner(batch.numpy()))}
+        back = torch.tensor([width / fw, height / fh, width / fw, height / fh])
+        result = nms_tail(out["nms_boxes"], out["nms_scores"], out["box_scale"] * back, self.spec)
+        result.update(raw_cls=out["raw_cls"], raw_box=out["raw_box"])
+        return {k: v.numpy() for k, v in result.items()}
 
     @staticmethod
     def _as_chw(image) -> np.ndarray:
