@@ -169,6 +169,7 @@ for argv in json.loads(sys.argv[1]):
 """
 
 
+@pytest.mark.slow
 def test_mmpretrain_tools_train_and_test_the_configs(trained, folder_root, tmp_path):
     import json
     opts = tiny_options(folder_root, epochs=1)

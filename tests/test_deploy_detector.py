@@ -138,6 +138,7 @@ def exported(mmdet_model, tmp_path_factory):
     return path, spec
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_boxes_match_mmdet_inference(mmdet_model, exported, backend):
     from mnet_backbone.deploy import DeployedDetector
@@ -158,6 +159,7 @@ def test_boxes_match_mmdet_inference(mmdet_model, exported, backend):
     assert sample.ori_shape == images[0].shape[:2]
 
 
+@pytest.mark.slow
 def test_other_image_sizes_are_resized_and_boxes_rescaled(mmdet_model, exported):
     """A 480 x 400 image: the graph resizes it (bilinear) and maps boxes back, as mmdet does."""
     import cv2
@@ -175,6 +177,7 @@ def test_other_image_sizes_are_resized_and_boxes_rescaled(mmdet_model, exported)
     assert match_fraction(ref, got, iou=0.9, score_tol=0.05)[0] >= 0.9
 
 
+@pytest.mark.slow
 def test_raw_head_outputs_and_map_match_pytorch(mmdet_model, tmp_path):
     from mnet_backbone.deploy import DeployedDetector
     from mnet_backbone.deploy.detector_pipeline import val_predictions, deploy_detector
@@ -199,6 +202,7 @@ def test_raw_head_outputs_and_map_match_pytorch(mmdet_model, tmp_path):
         assert abs(m - s["map_pytorch"]) <= 0.005, (backend, m, s["map_pytorch"])
 
 
+@pytest.mark.slow
 def test_int8_detector_runs_on_both_backends(mmdet_model, shapes320, tmp_path):
     import onnx
     from mnet_backbone.deploy import DeployedDetector
@@ -225,6 +229,7 @@ def test_int8_detector_runs_on_both_backends(mmdet_model, shapes320, tmp_path):
         assert len(det.predict([np.zeros((320, 320, 3), np.uint8)])) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not has("openvino"), reason="needs openvino")
 def test_bf16_only_where_supported(exported, monkeypatch):
     from mnet_backbone.deploy import backends
@@ -242,6 +247,7 @@ def test_bf16_only_where_supported(exported, monkeypatch):
         backends.load(exported[0], "openvino", "bf16")
 
 
+@pytest.mark.slow
 def test_auto_picks_a_measured_backend_and_caches_it(exported, tmp_path, monkeypatch):
     from mnet_backbone.deploy import backends
     cache = str(tmp_path / "choice.json")
@@ -254,6 +260,7 @@ def test_auto_picks_a_measured_backend_and_caches_it(exported, tmp_path, monkeyp
     assert backends.open_model(exported[0], "auto", threads=1, cache=cache).backend == best
 
 
+@pytest.mark.slow
 def test_backend_errors(exported, monkeypatch, tmp_path):
     import importlib.util
     from mnet_backbone.deploy import backends
@@ -295,6 +302,7 @@ def test_checkpoint_of_another_alpha_is_refused(trained):
         load_detector(CONFIG, ckpt, options)
 
 
+@pytest.mark.slow
 def test_deploy_command_line(trained, tmp_path):
     opts, ckpt = trained
     out = tmp_path / "deployed"
@@ -313,6 +321,7 @@ def test_deploy_command_line(trained, tmp_path):
     assert bad.returncode == 2 and "calibration folder None does not exist" in bad.stderr
 
 
+@pytest.mark.slow
 def test_torchvision_ssdlite_exports_with_its_own_postprocessing(shapes320, tmp_path):
     """torchvision's post-processing (per-class top-k, NMS in network pixels, then rescale)."""
     from torchvision.models import get_model

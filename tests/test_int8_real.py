@@ -13,6 +13,7 @@ from real_weights import real_graph_path, real_model
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("skimage")
+pytestmark = pytest.mark.slow  # quantizes and runs the real 1.0-224 network
 
 # (crop fraction, anchor, flip): a few of mnet_backbone.deploy.photos.VIEWS, to stay fast.
 CALIB_VIEWS = ((0.875, "c", False), (1.0, "c", False), (0.6, "tl", True), (0.6, "br", True))

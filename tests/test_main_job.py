@@ -13,6 +13,7 @@ def _main_job():
     return load_tool('main_job')
 
 
+@pytest.mark.slow
 def test_main_job_end_to_end(tmp_path, capsys):
     data, work = tmp_path / 'shapes', tmp_path / 'work'
     code = _main_job().main([

@@ -152,6 +152,7 @@ def test_missing_dataset_error(tmp_path, capsys):
     assert 'nowhere' in proc.stderr and 'Traceback' not in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_val_test_through_runner(shapes_root, tmp_path):
     config = config_path('ssdlite320_mnet_a050.py')
     work = tmp_path / 'work'
@@ -168,7 +169,9 @@ def test_train_val_test_through_runner(shapes_root, tmp_path):
     assert len(drawn) == 4
 
 
-@pytest.mark.parametrize('config', [c for c in CONFIGS if c != 'ssdlite320_mnet_a050.py'])
+@pytest.mark.parametrize('config', [
+    pytest.param(c, marks=[pytest.mark.slow] if 'rcnn' in c else []) for c in CONFIGS
+    if c != 'ssdlite320_mnet_a050.py'])  # Faster R-CNN tests at 1333 x 800: slow
 def test_every_config_passes_val_and_test(config, shapes_root, tmp_path):
     from mmengine.runner import Runner
     cfg = train_config([config_path(config), '--work-dir', str(tmp_path), '--cfg-options',
@@ -178,6 +181,7 @@ def test_every_config_passes_val_and_test(config, shapes_root, tmp_path):
         assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0
 
 
+@pytest.mark.slow
 def test_amp_on_cpu_uses_bfloat16(shapes_root, tmp_path):
     config = config_path('ssdlite320_mnet_a050.py')
     cfg = train_config([config, '--amp', '--work-dir', str(tmp_path), '--cfg-options',
@@ -202,6 +206,7 @@ def _ckpt_iter(path):
     return load_runner_checkpoint(str(path))
 
 
+@pytest.mark.slow
 def test_resume_after_kill(shapes_root, tmp_path):
     """Kill training mid-way (SIGKILL), --resume: it continues from the saved iteration with the
     checkpoint's optimizer and scheduler state, and finishes where an uninterrupted run does."""
@@ -247,6 +252,7 @@ def test_resume_after_kill(shapes_root, tmp_path):
     assert _ckpt_iter(work / 'epoch_4.pth')['meta']['iter'] == 16
 
 
+@pytest.mark.slow
 def test_two_process_ddp_on_cpu(shapes_root, tmp_path):
     config = config_path('ssdlite320_mnet_a050.py')
     work = tmp_path / 'ddp'

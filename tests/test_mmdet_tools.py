@@ -46,6 +46,7 @@ def trained(shapes_root, tmp_path_factory):
     return dict(work=work, checkpoint=checkpoint, preds=preds, opts=opts)
 
 
+@pytest.mark.slow
 def test_train_and_test(trained):
     logs = glob.glob(str(trained['work'] / '*' / 'vis_data' / 'scalars.json'))
     assert logs, 'train.py wrote no scalars'
@@ -85,6 +86,7 @@ def run_tools(*calls, timeout=600):
     return proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_analysis_tools(trained, shapes_root, tmp_path):
     """get_flops, browse_dataset, benchmark, confusion_matrix, analyze_logs, eval_metric and
     print_config exit 0 on this package's config and the tiny set."""

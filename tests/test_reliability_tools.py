@@ -82,6 +82,7 @@ def trained(shapes_root, tmp_path_factory):
 
 # --- data ---------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_listed_but_missing_image_is_skipped_with_a_warning_count(trained):
     warned = [line for line in trained['log'].splitlines() if 'skipped image' in line]
     assert len(warned) == 1, warned  # once per file, though both epochs met it
@@ -91,6 +92,7 @@ def test_a_listed_but_missing_image_is_skipped_with_a_warning_count(trained):
     assert (trained['work'] / 'epoch_2.pth').is_file()
 
 
+@pytest.mark.slow
 def test_empty_annotations_are_one_error_at_start_for_train_and_test(trained, shapes_root,
                                                                       tmp_path, capsys):
     data = _shapes_copy(shapes_root, tmp_path / 'empty', edit={
@@ -143,6 +145,7 @@ def test_the_metric_scores_against_the_boxes_the_data_set_served(shapes_root, tm
 
 # --- checkpoints and resume ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_resume_skips_a_cut_newest_checkpoint_with_one_warning(trained, tmp_path):
     work = _copy_run(trained['work'], tmp_path / 'work')
     newest = work / 'epoch_2.pth'
@@ -157,6 +160,7 @@ def test_resume_skips_a_cut_newest_checkpoint_with_one_warning(trained, tmp_path
     assert _last(work) == str(newest)
 
 
+@pytest.mark.slow
 def test_explicit_unreadable_resume_is_one_error_line(trained, tmp_path):
     cut = tmp_path / 'cut.pth'
     cut.write_bytes((trained['work'] / 'epoch_1.pth').read_bytes()[:1000])
@@ -190,6 +194,7 @@ sys.exit(run_cli(train, sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_kill_during_save_leaves_the_last_good_checkpoint_and_resume_cleans_up(trained,
                                                                              tmp_path):
     work = _copy_run(trained['work'], tmp_path / 'work')
@@ -220,6 +225,7 @@ def test_kill_during_save_leaves_the_last_good_checkpoint_and_resume_cleans_up(t
 
 # --- a diverging run ----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_lr_1e30_stops_with_the_message_and_no_non_finite_checkpoint(trained, tmp_path, capsys):
     work = tmp_path / 'w'
     code = run_cli(run_train, _train_argv(work, trained['data'],
@@ -257,6 +263,7 @@ def test_overriding_an_expanded_top_level_variable_names_the_real_keys(tmp_path,
     assert not list(tmp_path.iterdir())  # nothing started
 
 
+@pytest.mark.slow
 def test_unknown_hook_and_loop_keys_are_reported_at_start_up(trained, tmp_path, capsys):
     work = tmp_path / 'w'
     code = run_cli(run_train, _train_argv(work, trained['data'],
