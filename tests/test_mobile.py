@@ -8,6 +8,7 @@ installed, an operator a runtime cannot hold, nothing half-written. Skips when a
 installed (``bash tools/install.sh`` installs both).
 """
 import importlib.util
+import json
 import os
 
 import numpy as np
@@ -277,3 +278,43 @@ def test_mobile_detector_without_its_spec_says_so(tmp_path):
     path.write_bytes(b"\0")
     with pytest.raises(FileNotFoundError, match="det.pte.json"):
         read_mobile_spec(str(path))
+
+
+# --- tools/deploy.py ----------------------------------------------------------------------------
+
+@pytest.mark.slow
+@needs_runtime
+def test_deploy_tool_writes_a_mobile_folder_with_the_summary(tv_detector, shapes_root, tmp_path,
+                                                            capsys):
+    from conftest import load_tool
+    from mnet_backbone.deploy import DeployedDetector
+    model, images = tv_detector
+    runtime = RUNTIMES[-1]
+    ckpt = tmp_path / "tv.pth"
+    torch.save(model.state_dict(), ckpt)
+    out = tmp_path / "deployed"
+    args = ["torchvision:ssdlite320_mobilenet_v1", str(ckpt), "--output", str(out),
+            "--backend", runtime, "--threads", "2", "--model-kwargs",
+            '{"num_classes": 6, "alpha": 0.25, "score_thresh": 0.05}']
+    deploy = load_tool("deploy")
+    val = ["--val", "--val-ann", os.path.join(shapes_root, "annotations",
+                                              "instances_val2017.json"),
+           "--val-img-dir", os.path.join(shapes_root, "val2017"),
+           "--class-names", "circle", "square", "triangle", "star", "cross"]
+    assert deploy.main(args + val) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["backend"] == runtime and summary["file"].endswith(SUFFIX[runtime])
+    assert summary["max_abs_diff_vs_pytorch"] < 1e-3 and summary["latency_ms_b1"] > 0
+    assert abs(summary["map_deployed"] - summary["map_pytorch"]) <= 0.005
+    assert summary["placement"]["on_host"][0] == "greedy NMS per class"
+    assert sorted(os.listdir(out)) == sorted(["deploy.json", f"detector_fp32{SUFFIX[runtime]}",
+                                              f"detector_fp32{SUFFIX[runtime]}.json"])
+    assert DeployedDetector(str(out)).predict(images[:1])[0]["boxes"].shape[1] == 4
+    # bad input: one line, exit 2, nothing written
+    bad = tmp_path / "bad"
+    args[3] = str(bad)
+    assert deploy.main(args + ["--precision", "bf16"]) == 2
+    assert "pass --precision fp32 or int8" in capsys.readouterr().err
+    assert deploy.main(args + ["--precision", "int8"]) == 2
+    assert "calibration folder None does not exist" in capsys.readouterr().err
+    assert not os.path.exists(bad) or not os.listdir(bad)

@@ -2,16 +2,19 @@ r"""Deploy a trained SSD / SSDLite detector end to end (image -> boxes, scores, 
 the graph) on the fastest CPU runtime, and check it against PyTorch.
 
     python tools/deploy.py configs/ssdlite320_mnet_shapes.py work_dirs/main_job/epoch_30.pth \
-        --output deployed/ [--backend {auto,onnxruntime,openvino}] \
+        --output deployed/ [--backend {auto,onnxruntime,openvino,executorch,litert}] \
         [--precision {fp32,bf16,int8}] [--calib-dir data/shapes/train2017] [--val]
     python tools/deploy.py torchvision:ssdlite320_mobilenet_v1 model.pth --output deployed/ \
         --model-kwargs '{"num_classes": 6, "alpha": 0.25}' \
         [--val --val-ann ann.json --val-img-dir images/]
 
 Writes DIR/detector_fp32.onnx (and detector_int8.onnx) and DIR/deploy.json (which also names the
-checkpoint: its path and SHA-256); a failed deploy leaves DIR as it was. Prints a JSON
-summary on its last line: backend, precision, file, max_abs_diff_vs_pytorch (raw head outputs,
-fp32), latency_ms_b1, and with --val map_pytorch / map_deployed (COCO bbox mAP on the val set).
+checkpoint: its path and SHA-256); a failed deploy leaves DIR as it was. With --backend
+executorch / litert: DIR/detector_fp32.pte / .tflite (and int8), each with its spec in
+<file>.json, and the summary's placement says which part runs in the file and which on the
+host. Prints a JSON summary on its last line: backend, precision, file, max_abs_diff_vs_pytorch
+(raw head outputs, fp32), latency_ms_b1, and with --val map_pytorch / map_deployed (COCO bbox
+mAP on the val set).
 Load the folder with ``mnet_backbone.deploy.DeployedDetector(DIR)``.
 """
 import argparse
@@ -26,7 +29,10 @@ def parse_args(argv=None):
     p.add_argument("config", help="mmdet config file, or torchvision:BUILDER")
     p.add_argument("checkpoint", help="mmdet checkpoint (.pth) or torchvision state dict")
     p.add_argument("--output", required=True, help="folder to write the deployed files into")
-    p.add_argument("--backend", default="auto", choices=["auto", "onnxruntime", "openvino"])
+    p.add_argument("--backend", default="auto",
+                   choices=["auto", "onnxruntime", "openvino", "executorch", "litert"],
+                   help="executorch / litert: a .pte / .tflite file for phones and edge boards "
+                        "(XNNPACK); the NMS runs on the host (the summary's placement)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"])
     p.add_argument("--calib-dir", help="folder of your images to calibrate int8 on")
     p.add_argument("--calib-limit", type=int, default=100, help="calibration images (default 100)")

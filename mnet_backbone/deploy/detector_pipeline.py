@@ -6,6 +6,10 @@ has built the model. It writes into ``out_dir``:
 * ``detector_fp32.onnx``: the end-to-end graph (:mod:`.detector_export`), always (bf16 runs it);
 * ``detector_int8.onnx`` with ``precision="int8"``: statically quantized convolutions, calibrated
   on the user's images;
+* with ``backend="executorch"`` / ``"litert"`` instead: ``detector_fp32.pte`` / ``.tflite``
+  (and ``detector_int8``), each with its ``<file>.json``: the same graph without the NMS tail,
+  which the loader runs on the host (:mod:`.detector_mobile`; the summary's ``placement`` says
+  which part runs where);
 * ``deploy.json``: the files, the detector spec, the checkpoint they came from (path and
   SHA-256, as the caller names it), the backend chosen and the summary.
 
@@ -30,10 +34,12 @@ import torch
 from torch import nn
 
 from ..files import PARTIAL_SUFFIX, atomic_write, check_writable_folder
-from . import backends
+from . import backends, mobile
 # The classifier's export lists and checks calibration folders the same way (one owner: data).
 from .data import CalibrationError, calibration_files
-from .detector_export import RAW_OUTPUTS, DetectorGraph, detector_spec, export_detector
+from .detector_export import (GRAPH_OUTPUTS, RAW_OUTPUTS, DetectorGraph, detector_spec,
+                              export_detector)
+from .detector_mobile import export_detector_mobile, placement, spec_file
 from .detector_runtime import MANIFEST, DeployedDetector, coco_map, load_rgb
 from .timing import time_interleaved
 
@@ -41,6 +47,12 @@ __all__ = ["ValSet", "deploy_detector", "check_output_dir", "calibration_files",
            "load_calibration", "raw_output_diff", "CalibrationError"]
 
 FILES = {"fp32": "detector_fp32.onnx", "int8": "detector_int8.onnx"}
+
+
+def _files(backend: str) -> Dict[str, str]:
+    if backend in mobile.RUNTIMES:
+        return {p: f"detector_{p}{mobile.SUFFIXES[backend]}" for p in mobile.PRECISIONS}
+    return FILES
 
 
 @dataclass
@@ -123,7 +135,12 @@ def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
     """
     if precision not in backends.PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; choose one of {backends.PRECISIONS}")
-    if backend != "auto":
+    if backend in mobile.RUNTIMES:
+        mobile.require_runtime(backend, export=True)
+        if precision not in mobile.PRECISIONS:
+            raise ValueError(f"{backend} runs {' and '.join(mobile.PRECISIONS)} files, not "
+                             f"{precision}; pass --precision fp32 or int8")
+    elif backend != "auto":
         backends.require_backend(backend)
         backends.check_precision(backend, precision)
     elif precision == "bf16":
@@ -142,7 +159,10 @@ def deploy_detector(model: nn.Module, out_dir: str, *, precision: str = "fp32",
         files, summary, manifest = _deploy_into(staging, model, precision, backend, calib, val,
                                                 pytorch_predict, class_names, threads,
                                                 latency_repeats)
-        for name in files.values():
+        moved = list(files.values())
+        if backend in mobile.RUNTIMES:  # each mobile file has its spec next to it
+            moved += [spec_file(name) for name in files.values()]
+        for name in moved:
             os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -159,29 +179,46 @@ def _deploy_into(folder: str, model: nn.Module, precision: str, backend: str,
     """Export, quantize and check the files in ``folder``: (files, summary, manifest)."""
     threads = threads or backends.default_threads()
     summary: Dict[str, object] = {"precision": precision, "threads": threads}
-    fp32_path = os.path.join(folder, FILES["fp32"])
+    names = _files(backend)
+    fp32_path = os.path.join(folder, names["fp32"])
+    on_mobile = backend in mobile.RUNTIMES
     start = time.perf_counter()
-    spec = export_detector(model, fp32_path, class_names=class_names, keep_raw_outputs=True)
+    if on_mobile:
+        spec = export_detector_mobile(model, fp32_path, backend, class_names=class_names)
+    else:
+        spec = export_detector(model, fp32_path, class_names=class_names, keep_raw_outputs=True)
     summary["export_seconds"] = round(time.perf_counter() - start, 1)
-    files = {"fp32": FILES["fp32"]}
+    files = {"fp32": names["fp32"]}
     rng = np.random.default_rng(0)
     h, w = spec.input_size
     probe = (rng.random((2, 3, h, w), dtype=np.float32) * 255).astype(np.float32)
     if val is not None and val.images:
         probe = np.stack([_resize(val.load(p), (h, w)) for _, p in val.images[:2]])
     if calib is not None:
-        from .quant import DETECTOR_OP_TYPES, quantize_int8
-        quantize_int8(fp32_path, os.path.join(folder, FILES["int8"]), calib[0],
-                      op_types=DETECTOR_OP_TYPES)
-        files["int8"] = FILES["int8"]
+        int8_path = os.path.join(folder, names["int8"])
+        if on_mobile:
+            export_detector_mobile(model, int8_path, backend, precision="int8",
+                                   calibration=torch.from_numpy(calib[0]),
+                                   class_names=class_names)
+        else:
+            from .quant import DETECTOR_OP_TYPES, quantize_int8
+            quantize_int8(fp32_path, int8_path, calib[0], op_types=DETECTOR_OP_TYPES)
+        files["int8"] = names["int8"]
         summary["calibration"] = calib[1]
     deployed_path = os.path.join(folder, files.get(precision, files["fp32"]))
     if backend == "auto":
         backend, medians = backends.choose_backend(deployed_path, precision, 1, threads)
         summary["backend_medians_ms_b1"] = medians
     summary["backend"] = backend
-    summary["max_abs_diff_vs_pytorch"] = raw_output_diff(  # fp32 file, the chosen backend
-        backends.load(fp32_path, backend, "fp32", threads), model, probe)
+    if on_mobile:
+        summary["placement"] = placement(backend)
+        summary["size_mb"] = {p: mobile.file_size_mb(os.path.join(folder, f))
+                              for p, f in files.items()}
+        fp32_runner = mobile.load(fp32_path, threads, GRAPH_OUTPUTS)
+    else:
+        fp32_runner = backends.load(fp32_path, backend, "fp32", threads)
+    # fp32 file, the chosen backend; a mobile file takes one image at a time (the runner loops)
+    summary["max_abs_diff_vs_pytorch"] = raw_output_diff(fp32_runner, model, probe)
     detector = DeployedDetector(deployed_path, backend, precision, threads)
     times = time_interleaved({"deployed": detector.runner}, probe[:1], latency_repeats, 1)
     summary["latency_ms_b1"] = round(statistics.median(times["deployed"]) * 1e3, 3)
