@@ -4,11 +4,12 @@ torch's ``load_state_dict(strict=False)`` and mmengine's loaders only log what d
 an inference path that goes on with part of the weights random reports nonsense (mAP 0.001).
 """
 import re
-from typing import Sequence, Tuple
+from dataclasses import dataclass
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["CheckpointMismatchError", "check_state_dict", "checkpoint_state_dict"]
+__all__ = ["CheckpointMismatchError", "Misfit", "check_state_dict", "checkpoint_state_dict"]
 
 
 class CheckpointMismatchError(ValueError):
@@ -26,6 +27,43 @@ def checkpoint_state_dict(checkpoint, source: str, revise_keys: Sequence[Tuple[s
     for pattern, replacement in revise_keys:
         state = {re.sub(pattern, replacement, k): v for k, v in state.items()}
     return state
+
+
+@dataclass(frozen=True)
+class Misfit:
+    """How a state dict fails to fit a model: keys in the model's order (``unexpected`` in the
+    state dict's), mis-shaped ones as ``(key, checkpoint shape, model shape)``, and the share of
+    the model's weights that fits (same key and shape)."""
+
+    missing: List[str]
+    unexpected: List[str]
+    shapes: List[Tuple[str, tuple, tuple]]
+    fit: float
+
+
+def _dropped_on_load(key: str, own: Mapping[str, torch.Tensor]) -> bool:
+    """A ``num_batches_tracked`` that the model's norm keeps none of (FrozenBatchNorm2d, which
+    drops it while loading); torch's own load still refuses it for any other module."""
+    prefix, _, name = key.rpartition(".")
+    return name == "num_batches_tracked" and f"{prefix}.running_mean" in own
+
+
+def find_misfit(own: Mapping[str, torch.Tensor], state: Mapping, strict: bool = True
+                ) -> Optional[Misfit]:
+    """What of ``state`` does not fit the model state dict ``own``; None when all fits.
+    ``strict=False`` looks at the shapes of the keys both have only."""
+    shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
+              if k in state and hasattr(state[k], "shape")
+              and tuple(state[k].shape) != tuple(v.shape)]
+    missing = [k for k in own if k not in state] if strict else []
+    unexpected = ([k for k in state if k not in own and not _dropped_on_load(k, own)]
+                  if strict else [])
+    if not (missing or unexpected or shapes):
+        return None
+    misfit = set(missing) | {k for k, _, _ in shapes}
+    total = sum(v.numel() for v in own.values())
+    fit = sum(v.numel() for k, v in own.items() if k not in misfit) / max(1, total)
+    return Misfit(missing, unexpected, shapes, fit)
 
 
 def _classes_differ(shapes) -> bool:
@@ -49,31 +87,35 @@ def _width_cause(model: torch.nn.Module, shapes) -> str:
             f"{alpha * ckpt[0] / own[0]:.3g}")
 
 
-def check_state_dict(model: torch.nn.Module, state: dict, source: str, show: int = 3,
-                     min_fit: float = 1.0) -> None:
-    """Raise :class:`CheckpointMismatchError` naming the first missing, unexpected and
-    mis-shaped keys (with both shapes) and the likely cause (width, number of classes), in one
-    line.
+def check_state_dict(model: torch.nn.Module, state: Mapping, source: str, show: int = 3,
+                     min_fit: float = 1.0, strict: bool = True,
+                     explain: Optional[Callable[[Misfit], Optional[Exception]]] = None) -> None:
+    """The one check that a checkpoint fits a model, for every face and command line.
+
+    Raises :class:`CheckpointMismatchError` naming the first missing, unexpected and mis-shaped
+    keys (with both shapes) and the likely cause (width, number of classes), in one line; or
+    what ``explain(misfit)`` returns (a face's own error and wording; None lets that misfit
+    pass).
 
     ``min_fit`` < 1 accepts a checkpoint that fits in part (fine-tuning a detector on another
     number of classes: its classification layers start anew): it is an error only when the
     tensors that fit (same key and shape) hold less than ``min_fit`` of the model's weights.
+    ``strict=False`` checks the shapes of the keys both have only.
     """
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    shapes = [(k, tuple(state[k].shape), tuple(v.shape)) for k, v in own.items()
-              if k in state and hasattr(state[k], "shape")
-              and tuple(state[k].shape) != tuple(v.shape)]
-    if not (missing or unexpected or shapes):
+    misfit = find_misfit(model.state_dict(), state, strict)
+    if misfit is None or (min_fit < 1.0 and misfit.fit >= min_fit):
         return
-    misfit = set(missing) | {k for k, _, _ in shapes}
-    total = sum(v.numel() for v in own.values())
-    fit = sum(v.numel() for k, v in own.items() if k not in misfit) / max(1, total)
-    if min_fit < 1.0 and fit >= min_fit:
-        return
+    error = explain(misfit) if explain is not None else _mismatch(model, misfit, source, show,
+                                                                   min_fit)
+    if error is not None:
+        raise error
+
+
+def _mismatch(model: torch.nn.Module, misfit: Misfit, source: str, show: int,
+              min_fit: float) -> CheckpointMismatchError:
+    missing, unexpected, shapes = misfit.missing, misfit.unexpected, misfit.shapes
     parts = [f"{source} does not fit the model"
-             + (f" (it fits {fit:.0%} of the model's weights, less than {min_fit:.0%})"
+             + (f" (it fits {misfit.fit:.0%} of the model's weights, less than {min_fit:.0%})"
                 if min_fit < 1.0 else "")]
     if shapes:
         parts.append(f"{len(shapes)} tensors of another shape, e.g. " + ", ".join(
@@ -91,4 +133,4 @@ def check_state_dict(model: torch.nn.Module, state: dict, source: str, show: int
                      "model.bbox_head.num_classes; torchvision: num_classes)")
     parts.append("build the model with the settings the checkpoint was trained with (for mmdet: "
                  "the config copy in its work_dir)")
-    raise CheckpointMismatchError("; ".join(parts))
+    return CheckpointMismatchError("; ".join(parts))

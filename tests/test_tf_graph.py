@@ -25,7 +25,8 @@ from mnet_backbone.weights import (CorruptWeightsError, IncompatibleWeightsError
                                    mobilenet_v1)
 from mnet_backbone.weights.cli import main as convert_main
 from test_weights import _randomize_bn_torch
-from mnet_backbone.weights.convert import _blocks, convert_file
+from mnet_backbone.weights.convert import convert_file
+from mnet_backbone.weights.layout import block_prefixes
 from mnet_backbone.weights.tf_graph import (IMAGENET_GRAPH, from_tf_graph, parse_graph_def,
                                             read_tf_graph)
 
@@ -91,7 +92,7 @@ def slim_graph(model, fused_bn=True, scope="", padding=b"SAME", eps=1e-3, head=T
     attributes the reader checks); ``eps_override`` = {layer: eps} for inconsistent graphs,
     ``stop_at``: end the file before the node of that name (a cut at a node boundary)."""
     sd = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    blocks = _blocks()
+    blocks = block_prefixes()
     nodes = [_node("input", "Placeholder", dtype=1)]
     x = "input"
     layers = [("Conv2d_0", blocks[0], False)]
@@ -296,7 +297,8 @@ def test_bn_forms_scope_eps_and_no_head(tmp_path):
         path = tmp_path / f"g{fused}.pb"
         path.write_bytes(slim_graph(source, fused_bn=fused, scope="FeatureExtractor/", eps=1e-5,
                                     head=False))
-        state_dict, model_kwargs, _ = convert_file(str(path))
+        converted = convert_file(str(path))
+        state_dict, model_kwargs = converted.state_dict, converted.model_kwargs
         assert model_kwargs["bn_eps"] == pytest.approx(1e-5) and "fc.weight" not in state_dict
         model = mobilenet_v1(weights=str(path), alpha=0.75, num_classes=0).eval()
         with torch.no_grad():
@@ -330,9 +332,10 @@ def test_release_archive(synthetic, tmp_path):
     plain_tar = tmp_path / "release.tar"  # a .tar is a graph archive only when asked for
     with tarfile.open(plain_tar, "w") as tar:
         tar.add(path, arcname="mobilenet_v1_0.25_128_frozen.pb")
-    assert torch.equal(convert_file(str(plain_tar), "tf_graph")[0]["fc.bias"], source.fc.bias)
+    assert torch.equal(convert_file(str(plain_tar), "tf_graph").state_dict["fc.bias"],
+                       source.fc.bias)
     torch.save(source.state_dict(), tmp_path / "model_best.pth.tar")  # PyTorch's habit
-    assert convert_file(str(tmp_path / "model_best.pth.tar"))[2] == "plain"
+    assert convert_file(str(tmp_path / "model_best.pth.tar")).source == "plain"
     two = tmp_path / "two.tgz"
     with tarfile.open(two, "w:gz") as tar:
         for name in ("a.pb", "b.pb"):

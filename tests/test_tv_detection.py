@@ -22,7 +22,7 @@ from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
 
 import mnet_backbone  # noqa: E402,F401  (registers the face)
 from mnet_backbone import MobileNetV1  # noqa: E402
-from mnet_backbone import weights as weights_mod  # noqa: E402
+from mnet_backbone.weights import load as weights_load  # noqa: E402
 from mnet_backbone.cost import layer_costs  # noqa: E402
 from mnet_backbone.model import plan_blocks  # noqa: E402
 from mnet_backbone.tv_models import (MobileNet_V1_Weights, MobileNetV1Features,  # noqa: E402
@@ -68,7 +68,7 @@ def fake_download(monkeypatch):
                 value.copy_(torch.rand_like(value) + 0.5)
         return state
 
-    monkeypatch.setattr(weights_mod, "load_state_dict", load_state_dict)
+    monkeypatch.setattr(weights_load, "load_state_dict", load_state_dict)
     return calls
 
 
@@ -207,7 +207,7 @@ def test_trainable_backbone_layers_with_pretrained_backbone(fake_download, build
         assert _trainable(model.backbone) == expected, k
     # the backbone got the weights (classifier dropped) and the settings they need
     core = _core(model.backbone)
-    reference = weights_mod.load_state_dict(KERAS_025.entry)
+    reference = weights_load.load_state_dict(KERAS_025.entry)
     state = core.state_dict()
     # FrozenBatchNorm2d keeps no num_batches_tracked (and drops it when loading)
     assert set(state) == {k for k in reference if not k.startswith("fc.")

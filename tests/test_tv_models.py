@@ -4,7 +4,7 @@ Held to torchvision's own model-test checks (test_models.py / test_extended_mode
 weights-meta schema, num_params and _ops against the real model, copy/pickle identity, scriptable
 transforms, eager == scripted (1e-4) also after a save/load round trip, fx tracing, input grads.
 No test downloads anything: loading is checked through a stand-in for
-``mnet_backbone.weights.load_state_dict``.
+``mnet_backbone.weights.load.load_state_dict``, the entries' downloader.
 """
 import copy
 import io
@@ -25,6 +25,7 @@ from torchvision import models as tvm  # noqa: E402
 import mnet_backbone  # noqa: E402,F401  (registers the face)
 from mnet_backbone import MobileNetV1  # noqa: E402
 from mnet_backbone import weights as weights_mod  # noqa: E402
+from mnet_backbone.weights import load as weights_load  # noqa: E402
 from mnet_backbone.cost import count  # noqa: E402
 from mnet_backbone.tv_models import (BUILDERS, MobileNet_V1_Weights,  # noqa: E402
                                      ModelRegistrationError, UnknownWeightsError, _compat,
@@ -62,7 +63,7 @@ def fake_download(monkeypatch):
                 value.copy_(torch.rand_like(value) + 0.5)
         return state
 
-    monkeypatch.setattr(weights_mod, "load_state_dict", load_state_dict)
+    monkeypatch.setattr(weights_load, "load_state_dict", load_state_dict)
     return calls
 
 
@@ -264,7 +265,7 @@ def test_builder_loads_through_the_weights_module(fake_download):
     model = tvm.get_model("mobilenet_v1", weights="MobileNet_V1_Weights.KERAS_0_25_128",
                           progress=False)
     assert fake_download == [(w.entry, False, True)]
-    expected = weights_mod.load_state_dict(w.entry)
+    expected = weights_load.load_state_dict(w.entry)
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0)
     # the entry's settings are applied: width, TF padding, Keras BN eps, 1000 classes

@@ -530,19 +530,21 @@ def test_locate_kinds_and_precedence(tmp_path, monkeypatch, torch_home):
 
 
 def test_home_path_weights(tmp_path, monkeypatch):
-    from mnet_backbone.weights import resolve_weights
+    from mnet_backbone.weights import locate
+    from mnet_backbone.weights.load import load
     monkeypatch.setenv("HOME", str(tmp_path))
     state = _plain_checkpoint(tmp_path / "w.pth", tf_padding=True, bn_eps=1e-3)
-    state_dict, model_kwargs, what = resolve_weights("~/w.pth")
-    assert model_kwargs == {"tf_padding": True, "bn_eps": 1e-3}
-    assert what == "plain weights from ~/w.pth"
+    loaded = load(locate("~/w.pth"))
+    assert loaded.model_kwargs == {"tf_padding": True, "bn_eps": 1e-3}
+    assert loaded.description == "plain weights from ~/w.pth"
     model = mobilenet_v1(weights="~/w.pth", alpha=0.25)
     assert model.tf_padding
     assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
 
 
 def test_url_weights_download_once_then_convert(plain_server, torch_home, tmp_path):
-    from mnet_backbone.weights import convert_to_file, locate, resolve_weights
+    from mnet_backbone.weights import convert_to_file, locate
+    from mnet_backbone.weights.load import load
     base, requests, root = plain_server
     state = _plain_checkpoint(root / "mnet_0.25.pth", tf_padding=True, bn_eps=1e-3)
     url = f"{base}/mnet_0.25.pth"
@@ -552,8 +554,8 @@ def test_url_weights_download_once_then_convert(plain_server, torch_home, tmp_pa
                                     for k, v in state.items())
     assert os.path.isfile(locate(url).path)
     # the cached copy is used: no second request, from any entry point
-    _, model_kwargs, what = resolve_weights(url, progress=False)
-    assert what == f"plain weights from {url}" and model_kwargs["tf_padding"]
+    loaded = load(locate(url), progress=False)
+    assert loaded.description == f"plain weights from {url}" and loaded.model_kwargs["tf_padding"]
     load_weights(MobileNetV1(alpha=0.25, tf_padding=True, bn_eps=1e-3), url, progress=False)
     meta = convert_to_file(url, str(tmp_path / "out.pth"))
     assert requests == ["/mnet_0.25.pth"]
@@ -583,12 +585,12 @@ def test_url_weights_errors(plain_server, torch_home):
 
 
 def test_convert_to_file_uses_the_same_precedence(tmp_path, monkeypatch):
-    from mnet_backbone import weights as weights_mod
     from mnet_backbone.weights import convert_to_file
+    from mnet_backbone.weights import load as weights_load
     monkeypatch.chdir(tmp_path)
     _plain_checkpoint(tmp_path / "keras_0.25_128", alpha=0.5)
     fake = MobileNetV1(alpha=0.25).state_dict()
-    monkeypatch.setattr(weights_mod, "load_state_dict", lambda entry, *a: fake)
+    monkeypatch.setattr(weights_load, "load_state_dict", lambda entry, *a: fake)
     assert convert_to_file("keras_0.25_128", "e.pth")["source"] == "keras"  # the entry wins
     meta = convert_to_file("./keras_0.25_128", "f.pth")  # ./name: the file
     assert meta["source"] == "plain" and meta["stem_channels"] == 16
@@ -627,14 +629,14 @@ def test_settings_merge_rules():
 
 def test_core_builder_checks_before_download_and_passes_eps_to_norm(monkeypatch):
     FrozenBatchNorm2d = pytest.importorskip("torchvision.ops.misc").FrozenBatchNorm2d
-    from mnet_backbone import weights as weights_mod
+    from mnet_backbone.weights import load as weights_load
     calls = []
 
     def load_state_dict(entry, progress=True, check_hash=True):
         calls.append(entry.name)
         return MobileNetV1(alpha=entry.alpha, **entry.model_kwargs).state_dict()
 
-    monkeypatch.setattr(weights_mod, "load_state_dict", load_state_dict)
+    monkeypatch.setattr(weights_load, "load_state_dict", load_state_dict)
     with pytest.raises(IncompatibleWeightsError, match="need alpha=0.25"):  # alpha is checked first
         mobilenet_v1(weights="keras_0.25_128", alpha=1.0, num_classes=10)
     assert calls == []
@@ -666,3 +668,58 @@ def test_weights_import_no_face():
                 assert not name.startswith(faces), f"{path.name}:{node.lineno} imports {name}"
                 if name.startswith("mmengine"):
                     assert path.name == "hub.py" and node.col_offset > 0, (path.name, name)
+
+
+def test_weights_modules_descend_without_a_cycle():
+    """Each module of the weights package imports its siblings at the top, and the imports form
+    no cycle (before: convert <-> resolve, tf_graph -> convert, held by imports in functions)."""
+    import ast
+    import pathlib
+    import mnet_backbone.weights as package
+    folder = pathlib.Path(package.__file__).parent
+    graph = {}
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        top = set(tree.body)
+        siblings = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                assert node in top, f"{path.name}:{node.lineno} imports a sibling in a function"
+                modules = [node.module] if node.module else [a.name for a in node.names]
+                siblings.update(m.split(".")[0] for m in modules)
+        graph[path.stem] = siblings - {path.stem}
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, seen + (n,)))
+                   for n in graph.get(start, ()) if n != "__init__")
+
+    for name in graph:
+        if name not in ("__init__", "__main__"):
+            assert not reaches(name, name), f"weights.{name} imports itself through a cycle"
+
+
+def test_one_fit_check_with_each_face_wording():
+    """state_dicts.check_state_dict is the one check: the weights' wording and a face's own
+    (explain) ride on it; strict=False looks at shapes only; a num_batches_tracked that a
+    FrozenBatchNorm2d drops on load is no misfit."""
+    from mnet_backbone.state_dicts import CheckpointMismatchError, check_state_dict
+    from mnet_backbone.weights.loaded import check_fit
+    FrozenBatchNorm2d = pytest.importorskip("torchvision.ops.misc").FrozenBatchNorm2d
+    model = MobileNetV1(alpha=0.25, num_classes=10)
+    wider = MobileNetV1(alpha=0.5, num_classes=10).state_dict()
+    with pytest.raises(IncompatibleWeightsError,
+                       match=r"w do not fit the model: first mismatch at stages\.0\.0\.conv\."
+                             r"weight.*alpha=0\.5"):
+        check_fit(model, wider, "w")
+    fewer = {k: v for k, v in model.state_dict().items() if not k.startswith("fc.")}
+    check_fit(model, fewer, "w", strict=False)  # shapes only
+    with pytest.raises(IncompatibleWeightsError, match="w lack 2 of the model's entries"):
+        check_fit(model, fewer, "w")
+    seen = []
+    check_state_dict(model, wider, "w", explain=lambda misfit: seen.append(misfit))  # passes
+    assert seen[0].shapes[0][:2] == ("stages.0.0.conv.weight", (16, 3, 3, 3))
+    assert 0 < seen[0].fit < 1 and not seen[0].missing and not seen[0].unexpected
+    with pytest.raises(CheckpointMismatchError, match="w does not fit the model"):
+        check_state_dict(model, wider, "w")
+    frozen = MobileNetV1(alpha=0.25, num_classes=10, norm_layer=FrozenBatchNorm2d)
+    check_state_dict(frozen, model.state_dict(), "w")  # its num_batches_tracked are dropped

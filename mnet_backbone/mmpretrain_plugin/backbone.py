@@ -12,7 +12,7 @@ from typing import Sequence, Union
 
 from ..model import TABLE_1
 from ..openmmlab.backbone import MobileNetV1 as OpenMMLabMobileNetV1
-from ..weights import check_fit
+from ..weights.loaded import check_fit
 
 __all__ = ['MobileNetV1', 'core_to_classifier_keys', 'normalize_out_indices']
 

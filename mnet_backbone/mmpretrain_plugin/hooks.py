@@ -7,7 +7,9 @@ from mmengine.logging import print_log
 from mmengine.model import is_model_wrapper
 
 from ..openmmlab.pretrained import SCHEME
-from ..weights import IncompatibleWeightsError, apply_model_kwargs, resolve_weights
+from ..state_dicts import Misfit, check_state_dict
+from ..weights import IncompatibleWeightsError, apply_model_kwargs, locate
+from ..weights.load import load
 from .backbone import core_to_classifier_keys
 from .data import ClassificationDataError
 
@@ -32,21 +34,26 @@ def _weights_settings(meta: dict):
     return None, None
 
 
-def _check_num_classes(model, state_dict: dict) -> None:
-    fc = getattr(getattr(model, 'head', None), 'fc', None)
-    theirs = state_dict.get('head.fc.weight')
-    if fc is None or theirs is None or theirs.shape == fc.weight.shape:
-        return
-    if theirs.shape[1:] != fc.weight.shape[1:]:
-        return  # another width: the backbone's own check names alpha when the weights load
-    n = theirs.shape[0]
-    raise IncompatibleWeightsError(
+def _classes_misfit(misfit: Misfit):
+    """The classifier's error for another class count; any other misfit passes here (another
+    width: the backbone's own check names alpha when the weights load)."""
+    fc = next(((theirs, own) for key, theirs, own in misfit.shapes if key == 'head.fc.weight'),
+              None)
+    if fc is None or fc[0][1:] != fc[1][1:]:
+        return None
+    theirs, own = fc
+    n = theirs[0]
+    return IncompatibleWeightsError(
         f'the checkpoint\'s classifier has {n} classes but the model has '
-        f'model.head.num_classes={fc.weight.shape[0]} (head.fc.weight: checkpoint '
-        f'{tuple(theirs.shape)}, model {tuple(fc.weight.shape)}). Set model.head.num_classes={n} '
-        f'to use its classifier, or load only its backbone for a new classifier: '
-        f"model.backbone.init_cfg=dict(type='Pretrained', checkpoint=..., prefix='backbone.') "
-        f"for a classifier checkpoint, or checkpoint='mnet://...' for ImageNet weights")
+        f'model.head.num_classes={own[0]} (head.fc.weight: checkpoint {theirs}, model {own}). '
+        f'Set model.head.num_classes={n} to use its classifier, or load only its backbone for a '
+        f"new classifier: model.backbone.init_cfg=dict(type='Pretrained', checkpoint=..., "
+        f"prefix='backbone.') for a classifier checkpoint, or checkpoint='mnet://...' for "
+        f"ImageNet weights")
+
+
+def _check_num_classes(model, state_dict: dict) -> None:
+    check_state_dict(model, state_dict, 'the checkpoint', strict=False, explain=_classes_misfit)
 
 
 class BackboneSettingsHook(Hook):
@@ -108,8 +115,9 @@ class BackboneSettingsHook(Hook):
                 or any(k.startswith('fc.') for k in state_dict)):
             return
         target = load_from[len(SCHEME):]
-        full, _, what = resolve_weights(target)
-        fc = {k: v for k, v in full.items() if k.startswith('fc.')}
+        loaded = load(locate(target))
+        what = loaded.description
+        fc = {k: v for k, v in loaded.state_dict.items() if k.startswith('fc.')}
         if not fc:
             print_log(f'BackboneSettingsHook: {what} have no classifier; model.head stays newly '
                       f'initialised', logger='current', level=logging.WARNING)

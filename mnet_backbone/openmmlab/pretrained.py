@@ -19,8 +19,9 @@ from typing import Dict, List, Tuple
 from mmengine.logging import print_log
 from mmengine.runner import CheckpointLoader
 
-from ..weights import (Located, UnknownEntryError, apply_model_kwargs, check_fit, locate,
-                       resolve_weights)
+from ..weights import Located, UnknownEntryError, apply_model_kwargs, locate
+from ..weights.load import load
+from ..weights.loaded import check_fit
 
 SCHEME = 'mnet://'
 
@@ -29,9 +30,8 @@ __all__ = ['SCHEME', 'load_from_mnet', 'resolve_mnet', 'prepare_pretrained']
 
 @lru_cache(maxsize=2)
 def _resolve(located: Located, key: tuple) -> Tuple[Dict, dict, str]:
-    state_dict, model_kwargs, what = resolve_weights(located)
-    backbone = {k: v for k, v in state_dict.items() if not k.startswith('fc.')}
-    return backbone, model_kwargs, what
+    backbone = load(located).without_classifier()
+    return backbone.state_dict, backbone.model_kwargs, backbone.description
 
 
 def resolve_mnet(checkpoint: str) -> Tuple[Dict, dict, str]:

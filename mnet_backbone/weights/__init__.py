@@ -10,9 +10,13 @@ through the ``mnet://<entry>`` checkpoint scheme)::
     model = mobilenet_v1(weights="mobilenet_v1_1.0_224.tgz", drop_background=True)  # TF graph
     model = mobilenet_v1(weights="https://host/mobilenet_1_0_224_tf.h5")  # downloaded once
 
-What a weights spec is (entry, file, URL, state dict) is decided in one place,
-:mod:`~mnet_backbone.weights.resolve`; the model settings weights need are applied in one place,
-:mod:`~mnet_backbone.weights.settings`.
+One descent, each step in one module: :func:`~mnet_backbone.weights.spec.locate` says what a
+spec is (entry, file, URL, state dict); :func:`~mnet_backbone.weights.load.load` gets it (entries
+through the cache of :mod:`~mnet_backbone.weights.hub`, files through the converter of their
+source in :data:`~mnet_backbone.weights.convert.CONVERTERS`) as one
+:class:`~mnet_backbone.weights.loaded.LoadedWeights`, whose ``apply`` checks and loads it into a
+model; :mod:`~mnet_backbone.weights.settings` turns the settings weights need into a model's
+arguments.
 
 Weights trained in TF/Keras need TF "SAME" padding and BN eps 1e-3: :func:`mobilenet_v1` builds
 the model with them, :func:`load_weights` switches an existing model to them (with a warning).
@@ -21,59 +25,26 @@ gives the 1000 ImageNet classes.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Mapping, Optional
 
-from torch import Tensor, nn
+from torch import nn
 
 from ..model import MobileNetV1
-from .convert import (SOURCES, convert_file, convert_to_file, drop_background, from_keras,
-                      from_plain, from_sequential, from_timm, read_keras_h5)
+from . import load as _load
 from .entries import ENTRIES, WeightEntry, get_entry, register
 from .hub import (CorruptWeightsError, HashMismatchError, IncompatibleWeightsError,
-                  UnknownEntryError, WeightsDownloadError, WeightsError, cache_dir,
-                  cached_conversion)
-from .resolve import Located, WeightsLike, locate, resolve_weights
-from .settings import (Mismatch, apply_model_kwargs, check_fit, incompatible, merge_kwargs,
-                       required_kwargs)
-from .tf_graph import MissingGraphError, from_tf_graph, imagenet_graph_path, read_tf_graph
+                  UnknownEntryError, WeightsDownloadError, WeightsError, cache_dir)
+from .load import convert_to_file, load_state_dict
+from .loaded import LoadedWeights, apply_model_kwargs
+from .settings import Mismatch, incompatible, merge_kwargs, required_kwargs
+from .spec import Located, WeightsLike, locate
+from .tf_graph import MissingGraphError, imagenet_graph_path
 
-__all__ = ["WeightEntry", "ENTRIES", "get_entry", "register", "load_state_dict", "load_weights",
-           "mobilenet_v1", "build_model", "resolve_weights", "locate", "Located",
-           "apply_model_kwargs", "check_fit", "required_kwargs", "merge_kwargs", "convert_file",
-           "convert_to_file", "from_keras", "from_timm", "from_sequential", "from_plain",
-           "read_keras_h5", "read_tf_graph", "from_tf_graph", "drop_background",
-           "imagenet_graph_path", "cache_dir", "SOURCES", "WeightsError", "UnknownEntryError",
-           "WeightsDownloadError", "HashMismatchError", "CorruptWeightsError",
-           "IncompatibleWeightsError", "MissingGraphError"]
-
-
-def _convert_entry_file(source: str):
-    def convert(path: str) -> Dict[str, Tensor]:
-        return convert_file(path, source)[0]
-    return convert
-
-
-def load_state_dict(entry_or_name, progress: bool = True,
-                    check_hash: bool = True) -> Dict[str, Tensor]:
-    """The state dict (this package's keys) of a registered entry.
-
-    Downloaded to the torch hub cache on first use (progress bar on stderr, SHA-256 checked when
-    the entry has one), converted once and cached as ``<entry>.pth``.
-    """
-    entry = get_entry(entry_or_name)
-    return cached_conversion(entry, _convert_entry_file(entry.source), progress, check_hash)
-
-
-def _load(model: nn.Module, state_dict: Mapping[str, Tensor], model_kwargs: Mapping, what: str,
-          backbone_only: bool, strict: bool):
-    if backbone_only:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-        own = model.state_dict()
-        if strict and any(k.startswith("fc.") for k in own):
-            state_dict.update({k: v for k, v in own.items() if k.startswith("fc.")})
-    check_fit(model, state_dict, what, strict)
-    apply_model_kwargs(model, model_kwargs, what)
-    return model.load_state_dict(state_dict, strict=strict)
+__all__ = ["WeightEntry", "ENTRIES", "get_entry", "register", "locate", "Located",
+           "LoadedWeights", "load_state_dict", "load_weights", "build_model", "mobilenet_v1",
+           "apply_model_kwargs", "convert_to_file", "imagenet_graph_path", "cache_dir",
+           "WeightsError", "UnknownEntryError", "WeightsDownloadError", "HashMismatchError",
+           "CorruptWeightsError", "IncompatibleWeightsError", "MissingGraphError"]
 
 
 def load_weights(model: nn.Module, weights: WeightsLike, backbone_only: bool = False,
@@ -89,9 +60,8 @@ def load_weights(model: nn.Module, weights: WeightsLike, backbone_only: bool = F
     :class:`IncompatibleWeightsError` naming the first mismatched layer and both shapes.
     Returns ``model.load_state_dict``'s result.
     """
-    state_dict, model_kwargs, what = resolve_weights(weights, progress, check_hash,
-                                                     drop_background)
-    return _load(model, state_dict, model_kwargs, what, backbone_only, strict)
+    loaded = _load.load(locate(weights), progress, check_hash, drop_background)
+    return loaded.apply(model, backbone_only, strict)
 
 
 def build_model(weights: Optional[WeightsLike], kwargs: Mapping[str, Any], *,
@@ -99,27 +69,26 @@ def build_model(weights: Optional[WeightsLike], kwargs: Mapping[str, Any], *,
                 drop_background: bool = False, mismatch: Mismatch = incompatible) -> MobileNetV1:
     """The one builder behind every face's ``mobilenet_v1``: :func:`mobilenet_v1` with the
     core's arguments as the dict ``kwargs`` and ``mismatch`` choosing the error for an argument
-    the weights fix otherwise (see :func:`~mnet_backbone.weights.settings.merge_kwargs`)."""
+    the weights fix otherwise (see :func:`~mnet_backbone.weights.settings.merge_kwargs`).
+
+    Locate, build, load, apply: an entry's settings are known before anything is downloaded (a
+    mismatch fails first); a file, URL or state dict is read first, for the settings it holds.
+    """
     if weights is None:
         if backbone_only or drop_background:
             raise ValueError("backbone_only=True / drop_background=True need weights")
         return MobileNetV1(**kwargs)
     located = locate(weights)
-    if located.kind == "entry":
-        # Checked before anything is downloaded; the state dict is loaded after the build.
-        required = required_kwargs(located.entry, backbone_only, drop_background)
-        what, resolved = f"weights {located.entry.name!r}", None
+    read = None if located.kind == "entry" else _load.load(located, progress,
+                                                            drop_background=drop_background)
+    if read is None:
+        forced = required_kwargs(located.entry, backbone_only, drop_background)
+        what = f"weights {located.entry.name!r}"
     else:
-        resolved = resolve_weights(located, progress, drop_background=drop_background)
-        required, what = dict(resolved[1]), resolved[2]
-        if backbone_only:
-            required.pop("num_classes", None)
-    model = MobileNetV1(**merge_kwargs(kwargs, required, what, mismatch))
-    if resolved is None:
-        load_weights(model, located, backbone_only=backbone_only, progress=progress,
-                     drop_background=drop_background)
-    else:
-        _load(model, resolved[0], resolved[1], what, backbone_only, strict=True)
+        forced, what = read.forced_kwargs(backbone_only), read.description
+    model = MobileNetV1(**merge_kwargs(kwargs, forced, what, mismatch))
+    loaded = read or _load.load(located, progress, drop_background=drop_background)
+    loaded.apply(model, backbone_only)
     return model
 
 

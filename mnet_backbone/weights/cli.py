@@ -3,7 +3,8 @@ import argparse
 import sys
 from typing import List, Optional
 
-from .convert import SOURCES, convert_to_file
+from .convert import SOURCES
+from .load import convert_to_file
 from .entries import ENTRIES
 from .hub import WeightsError
 

@@ -1,64 +1,41 @@
-"""One small converter per weight source, each returning this package's state dict.
+"""One small converter per weight source, each returning this package's state dict (its keys:
+:mod:`~mnet_backbone.weights.layout`), looked up in one table, :data:`CONVERTERS`, by source.
 
-The core model's keys are ``stages.S.I.conv/bn`` for full convolutions (the stem is
-``stages.0.0``), ``stages.S.I.dw.conv/bn`` and ``stages.S.I.pw.conv/bn`` for depthwise-separable
-blocks, and ``fc`` for the classifier. Block ``n`` (1-13) of every source is the ``n``-th block
-after the stem in :data:`mnet_backbone.model.TABLE_1` order.
-
-* :func:`from_keras` - Keras applications HDF5 (``conv1``, ``conv_dw_N``, ``conv_pw_N``, ``*_bn``,
-  ``conv_preds``), read by layer name and weight order (Keras 2 and Keras 3 legacy files name the
-  weights differently), with :func:`read_keras_h5`.
-* :func:`from_timm` - timm ``mobilenetv1_*`` (``conv_stem``, ``bn1``,
+* ``keras``: :func:`from_keras` - Keras applications HDF5 (``conv1``, ``conv_dw_N``,
+  ``conv_pw_N``, ``*_bn``, ``conv_preds``), read by layer name and weight order (Keras 2 and
+  Keras 3 legacy files name the weights differently), with :func:`read_keras_h5`.
+* ``timm``: :func:`from_timm` - timm ``mobilenetv1_*`` (``conv_stem``, ``bn1``,
   ``blocks.S.I.{conv_dw,bn1,conv_pw,bn2}``, ``classifier``).
-* :func:`from_sequential` - the ``nn.Sequential`` MobileNet of many repositories
+* ``sequential``: :func:`from_sequential` - the ``nn.Sequential`` MobileNet of many repositories
   (``model.N.{0,1,3,4}`` + ``fc``).
-* :func:`from_plain` - this package's own state dicts, possibly saved from a wrapper
+* ``plain``: :func:`from_plain` - this package's own state dicts, possibly saved from a wrapper
   (``module.``, ``_orig_mod.``) or inside a detector (``backbone.``).
-* :func:`~mnet_backbone.weights.tf_graph.from_tf_graph` - TF-slim frozen graphs (``.pb``, or
-  Google's release ``.tgz`` holding ``*_frozen.pb``), read without TensorFlow by
+* ``tf_graph``: :func:`~mnet_backbone.weights.tf_graph.from_tf_graph` - TF-slim frozen graphs
+  (``.pb``, or Google's release ``.tgz`` holding ``*_frozen.pb``), read without TensorFlow by
   :mod:`mnet_backbone.weights.tf_graph`; the settings come from the graph's own ops.
 
-:func:`convert_file` reads any of them from disk and tells which settings the weights need.
+:func:`convert_file` reads a file of any of them, :func:`convert_state_dict` a state dict in
+memory; both give :class:`~mnet_backbone.weights.loaded.LoadedWeights`.
 """
 from __future__ import annotations
 
 import os
-import urllib.parse
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from ..model import TABLE_1
 from .entries import KERAS_MODEL_KWARGS, TIMM_MODEL_KWARGS
-from .hub import CorruptWeightsError, IncompatibleWeightsError, load_checkpoint, save_checkpoint
-from .tf_graph import TF_GRAPH_MODEL_KWARGS, from_tf_graph, is_tf_graph_path, read_tf_graph
+from .hub import CorruptWeightsError, IncompatibleWeightsError, load_checkpoint
+from .layout import block_prefixes, put_bn
+from .loaded import LoadedWeights
+from .tf_graph import from_tf_graph, is_tf_graph_path, read_tf_graph
 
-__all__ = ["SOURCES", "read_keras_h5", "from_keras", "from_timm", "from_sequential", "from_plain",
-           "detect_source", "unwrap", "read_file", "convert_file", "convert_to_file",
-           "SOURCE_MODEL_KWARGS", "drop_background", "BACKGROUND_CLASSES"]
+__all__ = ["CONVERTERS", "SOURCES", "Converter", "read_keras_h5", "from_keras", "from_timm",
+           "from_sequential", "from_plain", "convert_file", "convert_state_dict"]
 
-SOURCES = ("keras", "timm", "sequential", "plain", "tf_graph")
-# The model settings each source's weights need ({}: not known from the file; tf_graph: TF-slim's,
-# but convert_file reads them from each graph).
-SOURCE_MODEL_KWARGS = {"keras": KERAS_MODEL_KWARGS, "timm": TIMM_MODEL_KWARGS,
-                       "sequential": {}, "plain": {}, "tf_graph": TF_GRAPH_MODEL_KWARGS}
 KERAS_SUFFIXES = (".h5", ".hdf5")
-# Google's TF-slim heads: 1001 outputs, output 0 is "background", output i is ImageNet class i-1.
-BACKGROUND_CLASSES = 1001
-
-
-def _blocks() -> List[str]:
-    """Key prefixes of the stem and the 13 blocks, in network order."""
-    return [f"stages.{s}.{i}" for s, rows in enumerate(TABLE_1) for i in range(len(rows))]
-
-
-def _bn(out: Dict[str, Tensor], prefix: str, weight: Tensor, bias: Tensor, mean: Tensor,
-        var: Tensor, tracked: Optional[Tensor] = None) -> None:
-    out[f"{prefix}.weight"], out[f"{prefix}.bias"] = weight, bias
-    out[f"{prefix}.running_mean"], out[f"{prefix}.running_var"] = mean, var
-    out[f"{prefix}.num_batches_tracked"] = (tracked if tracked is not None
-                                            else torch.tensor(0, dtype=torch.long))
 
 
 # --- Keras -------------------------------------------------------------------------------------
@@ -124,19 +101,19 @@ def from_keras(layers: Dict[str, list]) -> Dict[str, Tensor]:
         return [torch.from_numpy(a.copy()) for a in arrays]
 
     out: Dict[str, Tensor] = {}
-    blocks = _blocks()
+    blocks = block_prefixes()
     (kernel,) = take("conv1", 1)
     out[f"{blocks[0]}.conv.weight"] = kernel.permute(3, 2, 0, 1).contiguous()
-    _bn(out, f"{blocks[0]}.bn", *take("conv1_bn", 4))  # gamma, beta, moving mean, variance
+    put_bn(out, f"{blocks[0]}.bn", *take("conv1_bn", 4))  # gamma, beta, moving mean, variance
     for n, prefix in enumerate(blocks[1:], start=1):
         (dw,) = take(f"conv_dw_{n}", 1)
         kh, kw, channels, mult = dw.shape
         out[f"{prefix}.dw.conv.weight"] = dw.permute(2, 3, 0, 1).reshape(channels * mult, 1,
                                                                          kh, kw).contiguous()
-        _bn(out, f"{prefix}.dw.bn", *take(f"conv_dw_{n}_bn", 4))
+        put_bn(out, f"{prefix}.dw.bn", *take(f"conv_dw_{n}_bn", 4))
         (pw,) = take(f"conv_pw_{n}", 1)
         out[f"{prefix}.pw.conv.weight"] = pw.permute(3, 2, 0, 1).contiguous()
-        _bn(out, f"{prefix}.pw.bn", *take(f"conv_pw_{n}_bn", 4))
+        put_bn(out, f"{prefix}.pw.bn", *take(f"conv_pw_{n}_bn", 4))
     if "conv_preds" in layers:
         kernel, bias = take("conv_preds", 2)
         out["fc.weight"] = kernel.reshape(-1, kernel.shape[-1]).t().contiguous()
@@ -155,7 +132,7 @@ def from_timm(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     timm's stem is ``conv_stem`` + ``bn1`` and its first stage holds only the 64-channel block,
     which is block 1 of the core's stage 0.
     """
-    stem = _blocks()[0]
+    stem = block_prefixes()[0]
     out: Dict[str, Tensor] = {}
     for key, value in state_dict.items():
         head, _, rest = key.partition(".")
@@ -188,7 +165,7 @@ def from_sequential(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     (depthwise conv ``.0``, BN ``.1``, ReLU ``.2``, pointwise conv ``.3``, BN ``.4``, ReLU ``.5``).
     These repositories usually use ReLU, not ReLU6: build the model with ``activation="relu"``.
     """
-    blocks = _blocks()
+    blocks = block_prefixes()
     out: Dict[str, Tensor] = {}
     for key, value in state_dict.items():
         parts = key.split(".", 3)
@@ -229,7 +206,7 @@ def from_plain(state_dict: Dict[str, Tensor]) -> Dict[str, Tensor]:
     return out
 
 
-def unwrap(checkpoint) -> Dict[str, Tensor]:
+def _unwrap(checkpoint) -> Dict[str, Tensor]:
     """The state dict inside a checkpoint (``state_dict``, ``model`` or ``model_state_dict``
     entries of training checkpoints), wrapper prefixes removed."""
     if not isinstance(checkpoint, dict):
@@ -245,7 +222,7 @@ def unwrap(checkpoint) -> Dict[str, Tensor]:
         k.startswith(p) for k in state_dict for p in _WRAPPER_PREFIXES) else state_dict
 
 
-def detect_source(state_dict: Dict[str, Tensor]) -> str:
+def _detect_source(state_dict: Dict[str, Tensor]) -> str:
     """``"plain"``, ``"timm"`` or ``"sequential"``, from the keys."""
     keys = list(state_dict)
     if any(k.startswith(("stages.", "backbone.stages.")) for k in keys):
@@ -260,12 +237,9 @@ def detect_source(state_dict: Dict[str, Tensor]) -> str:
         f"(model.N.*); give the source explicitly if it is one of them")
 
 
-_CONVERTERS = {"timm": from_timm, "sequential": from_sequential, "plain": from_plain}
-
-
-def read_file(path: str):
-    """The raw contents of a weights file: Keras layers (``.h5``), a safetensors dict or a
-    (weights-only) torch checkpoint."""
+def _read_file(path: str):
+    """The raw contents of a state-dict file: a safetensors dict or a (weights-only) torch
+    checkpoint."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"weights file {path!r} does not exist")
     if path.endswith(".safetensors"):
@@ -285,93 +259,99 @@ def read_file(path: str):
     return load_checkpoint(path)
 
 
-def drop_background(state_dict: Dict[str, Tensor], what: str = "the weights"
-                    ) -> Dict[str, Tensor]:
-    """A 1000-class ImageNet classifier from a TF-slim 1001-class one (output 0, "background",
-    removed: output ``i`` becomes ImageNet class ``i - 1``); an error for any other head."""
-    weight = state_dict.get("fc.weight")
-    if weight is None or weight.shape[0] != BACKGROUND_CLASSES:
-        found = "no classifier" if weight is None else f"a {weight.shape[0]}-class classifier"
-        raise IncompatibleWeightsError(
-            f"drop_background=True needs a {BACKGROUND_CLASSES}-class head whose class 0 is "
-            f"background (TF-slim / Google's TF releases); {what} have {found}")
-    out = dict(state_dict)
-    out["fc.weight"] = weight[1:].clone()
-    if "fc.bias" in out:
-        out["fc.bias"] = out["fc.bias"][1:].clone()
-    return out
+def _read_keras_file(path: str) -> Dict[str, list]:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file {path!r} does not exist")
+    return read_keras_h5(path)
 
 
-def convert_file(path: str, source: Optional[str] = None) -> Tuple[Dict[str, Tensor], dict, str]:
-    """Read and convert a weights file: ``(state_dict, model_kwargs, source)``.
+def _keras(layers: Dict[str, list]) -> Tuple[Dict[str, Tensor], dict]:
+    return from_keras(layers), dict(KERAS_MODEL_KWARGS)
 
-    ``source`` (one of :data:`SOURCES`) is detected when not given: ``.h5``/``.hdf5`` files are
-    Keras, ``.pb``/``.tgz``/``.tar.gz`` TF frozen graphs, others are told apart by their keys.
-    ``model_kwargs`` are the settings the weights need (for this package's own checkpoints, those
-    recorded in them; for TF graphs, those of the graph's ops).
-    """
-    if source is not None and source not in SOURCES:
+
+def _tf_graph(nodes) -> Tuple[Dict[str, Tensor], dict]:
+    state_dict, model_kwargs, _ = from_tf_graph(nodes)
+    return state_dict, model_kwargs
+
+
+def _keyed(convert: Callable[[Dict[str, Tensor]], Dict[str, Tensor]], model_kwargs: Mapping):
+    def run(state_dict: Dict[str, Tensor]) -> Tuple[Dict[str, Tensor], dict]:
+        return convert(state_dict), dict(model_kwargs)
+    return run
+
+
+@dataclass(frozen=True)
+class Converter:
+    """How the weights of one source become this package's state dict and the model settings
+    they need."""
+
+    convert: Callable[[Any], Tuple[Dict[str, Tensor], dict]]  # what ``read`` gives -> both
+    # A file format of the source's own, told by its name (None: a torch or safetensors state
+    # dict, whose source is told by its keys).
+    read: Optional[Callable[[str], Any]] = None
+    is_its_file: Callable[[str], bool] = lambda path: False
+    file_kind: str = ""  # the file format in words, for errors
+
+
+CONVERTERS: Dict[str, Converter] = {
+    "keras": Converter(_keras, _read_keras_file, lambda p: p.lower().endswith(KERAS_SUFFIXES),
+                       "a Keras HDF5 file"),
+    "timm": Converter(_keyed(from_timm, TIMM_MODEL_KWARGS)),
+    # {}: the settings are not known from the file
+    "sequential": Converter(_keyed(from_sequential, {})),
+    "plain": Converter(_keyed(from_plain, {})),
+    # The graph's own ops give the settings (TF-slim's are TF_GRAPH_MODEL_KWARGS).
+    "tf_graph": Converter(_tf_graph, read_tf_graph, is_tf_graph_path,
+                          "a TensorFlow graph (or release archive)"),
+}
+SOURCES = tuple(CONVERTERS)
+
+
+def _check_source(source: Optional[str]) -> None:
+    if source is not None and source not in CONVERTERS:
         raise ValueError(f"unknown weights source {source!r}; choose one of {', '.join(SOURCES)}")
-    path = os.path.expanduser(path)
-    if source not in (None, "keras") and path.lower().endswith(KERAS_SUFFIXES):
-        raise IncompatibleWeightsError(f"{path} is a Keras HDF5 file, not {source!r} weights; "
-                                       f"use --from keras / source='keras'")
-    if source not in (None, "tf_graph") and is_tf_graph_path(path):
-        raise IncompatibleWeightsError(f"{path} is a TensorFlow graph (or release archive), not "
-                                       f"{source!r} weights; use --from tf_graph / "
-                                       f"source='tf_graph'")
-    if source == "tf_graph" or (source is None and is_tf_graph_path(path)):
-        state_dict, model_kwargs, _ = from_tf_graph(read_tf_graph(path))
-        return state_dict, model_kwargs, "tf_graph"
-    if source == "keras" or (source is None and path.lower().endswith(KERAS_SUFFIXES)):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"weights file {path!r} does not exist")
-        return from_keras(read_keras_h5(path)), dict(KERAS_MODEL_KWARGS), "keras"
-    raw = read_file(path)
-    meta = raw.get("meta") if isinstance(raw, dict) else None
-    state_dict = unwrap(raw)
-    detected = detect_source(state_dict)
+
+
+def convert_state_dict(checkpoint, source: Optional[str] = None, name: str = "the state dict",
+                       origin: str = "state dict") -> LoadedWeights:
+    """A state dict (or a checkpoint holding one) of any keyed source: ``source`` is checked, or
+    detected from the keys when None. Settings this package recorded with the weights
+    (:func:`~mnet_backbone.weights.load.convert_to_file`'s ``meta``) are theirs. ``name`` is how
+    errors name the weights; the description is ``"<source> <origin>"``."""
+    _check_source(source)
+    meta = checkpoint.get("meta") if isinstance(checkpoint, dict) else None
+    state_dict = _unwrap(checkpoint)
+    detected = _detect_source(state_dict)
     if source is not None and source != detected:
         raise IncompatibleWeightsError(
-            f"{path} was given as {source!r} weights but its keys are of the {detected!r} layout "
+            f"{name} was given as {source!r} weights but its keys are of the {detected!r} layout "
             f"(first keys: {list(state_dict)[:3]}); use --from {detected} / source={detected!r}")
-    model_kwargs = dict(SOURCE_MODEL_KWARGS[detected])
+    state_dict, model_kwargs = CONVERTERS[detected].convert(state_dict)
     if isinstance(meta, dict) and meta.get("format") == "mnet_backbone":
         model_kwargs = dict(meta.get("model_kwargs") or {})
         detected = meta.get("source", detected)
-        return from_plain(state_dict), model_kwargs, detected
-    return _CONVERTERS[detected](state_dict), model_kwargs, detected
+    return LoadedWeights(state_dict, model_kwargs, detected, f"{detected} {origin}")
 
 
-_drop_background = drop_background  # convert_to_file's argument of the same name hides it
+def convert_file(path: str, source: Optional[str] = None,
+                 given: Optional[str] = None) -> LoadedWeights:
+    """Read and convert a weights file of any source.
 
-
-def convert_to_file(src: str, dst: str, source: Optional[str] = None,
-                    backbone_only: bool = False, drop_background: bool = False) -> dict:
-    """Convert the weights ``src`` (a registered entry name, an http(s) URL or a file; see
-    :func:`mnet_backbone.weights.resolve.locate`) to the file ``dst``.
-
-    ``drop_background`` turns a TF-slim 1001-class head into the 1000 ImageNet classes (see
-    :func:`drop_background`).
-
-    ``dst`` holds ``{'state_dict': ..., 'meta': ...}``: mmengine's ``Pretrained`` init reads it
-    (the backbone's keys are this package's), and so does
-    :func:`mnet_backbone.weights.load_weights`, which also applies the settings recorded in
-    ``meta['model_kwargs']``. Returns the meta data.
+    ``source`` (one of :data:`SOURCES`) is detected when not given: ``.h5``/``.hdf5`` files are
+    Keras, ``.pb``/``.tgz``/``.tar.gz`` TF frozen graphs, others are told apart by their keys.
+    The settings are those the weights need (for this package's own checkpoints, those recorded
+    in them; for TF graphs, those of the graph's ops). ``given`` is how the caller named the
+    file (the description quotes it).
     """
-    from .resolve import convert_weights, locate  # resolve reads files through this module
-
-    located = locate(src)
-    state_dict, model_kwargs, source, _ = convert_weights(located, source)
-    if drop_background:
-        state_dict = _drop_background(state_dict, src)
-    if backbone_only:
-        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-    stem = state_dict.get(f"{_blocks()[0]}.conv.weight")
-    name = urllib.parse.urlsplit(src).path if located.kind == "url" else src
-    meta = dict(source=source, converted_from=os.path.basename(name), model_kwargs=model_kwargs,
-                num_classes=int(state_dict["fc.weight"].shape[0]) if "fc.weight" in state_dict
-                else 0,
-                stem_channels=int(stem.shape[0]) if stem is not None else None)
-    save_checkpoint(dst, state_dict, meta)
-    return meta
+    _check_source(source)
+    path = os.path.expanduser(path)
+    own = next((name for name, c in CONVERTERS.items() if c.is_its_file(path)), None)
+    if own is not None and source not in (None, own):
+        raise IncompatibleWeightsError(f"{path} is {CONVERTERS[own].file_kind}, not {source!r} "
+                                       f"weights; use --from {own} / source={own!r}")
+    source = source or own
+    converter = CONVERTERS.get(source)
+    if converter is None or converter.read is None:
+        return convert_state_dict(_read_file(path), source, path, f"weights from {given or path}")
+    state_dict, model_kwargs = converter.convert(converter.read(path))
+    return LoadedWeights(state_dict, model_kwargs, source, f"{source} weights from {given or path}")

@@ -22,6 +22,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from .hub import UnknownEntryError
+
 __all__ = ["WeightEntry", "ENTRIES", "get_entry", "register", "KERAS_MODEL_KWARGS",
            "TIMM_MODEL_KWARGS"]
 
@@ -75,7 +77,6 @@ def get_entry(name) -> WeightEntry:
         return name
     if isinstance(name, str) and name in ENTRIES:
         return ENTRIES[name]
-    from .hub import UnknownEntryError
     raise UnknownEntryError(f"unknown weights {name!r}; valid names: {', '.join(ENTRIES)}")
 
 

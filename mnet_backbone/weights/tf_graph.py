@@ -37,6 +37,7 @@ from torch import Tensor
 from ..files import atomic_write
 from ..model import TABLE_1, plan_blocks
 from .hub import CorruptWeightsError, IncompatibleWeightsError, WeightsError, sha256sum
+from .layout import block_prefixes, put_bn
 
 __all__ = ["TF_GRAPH_MODEL_KWARGS", "TF_GRAPH_SUFFIXES", "GraphNode", "parse_graph_def",
            "read_tf_graph", "from_tf_graph", "is_tf_graph_path", "imagenet_graph_path",
@@ -448,8 +449,6 @@ def from_tf_graph(nodes: Dict[str, GraphNode], alpha: Optional[float] = None
     (padding, BN epsilon, activation); ``info`` holds the detected ``alpha`` and ``num_classes``.
     ``alpha``, when given, must be the graph's.
     """
-    from .convert import _blocks, _bn
-
     root = _find_root(nodes)
     prefix = f"{root}MobilenetV1/"
     fake_quant = [n for n in nodes.values() if n.op.startswith("FakeQuant")]
@@ -458,7 +457,7 @@ def from_tf_graph(nodes: Dict[str, GraphNode], alpha: Optional[float] = None
             f"a quantization-aware graph ({len(fake_quant)} FakeQuant nodes, e.g. "
             f"{fake_quant[0].name}): not supported; use the float release of the same model "
             f"(mobilenet_v1_<alpha>_<res>.tgz, not *_quant.tgz)")
-    blocks = _blocks()
+    blocks = block_prefixes()
     layers = _layer_names()
     out: Dict[str, Tensor] = {}
     channels: List[int] = []
@@ -486,7 +485,7 @@ def from_tf_graph(nodes: Dict[str, GraphNode], alpha: Optional[float] = None
         beta = _const(nodes, bn + "beta")
         gamma = _const(nodes, bn + "gamma", required=False)
         gamma = np.ones_like(beta) if gamma is None else gamma
-        _bn(out, f"{key}.bn", *(torch.from_numpy(np.ascontiguousarray(a)) for a in (
+        put_bn(out, f"{key}.bn", *(torch.from_numpy(np.ascontiguousarray(a)) for a in (
             gamma, beta, _const(nodes, bn + "moving_mean"), _const(nodes, bn + "moving_variance"))))
         ops = _ops_of(nodes, layer)
         convs = [n for n in ops if n.op in ("Conv2D", "DepthwiseConv2dNative")]

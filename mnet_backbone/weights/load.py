@@ -1,0 +1,88 @@
+"""Loading located weights: a registered entry (downloaded, converted and cached once), a URL
+(downloaded once, converted like a file), a file or a state dict, each to one
+:class:`~mnet_backbone.weights.loaded.LoadedWeights`.
+
+:func:`load_state_dict` is the one downloader of registered entries (tests that must not
+download replace it here, or serve files from 127.0.0.1).
+"""
+from __future__ import annotations
+
+import os
+import urllib.parse
+from typing import Dict, Optional
+
+from torch import Tensor
+
+from .convert import convert_file, convert_state_dict
+from .entries import get_entry
+from .hub import IncompatibleWeightsError, cached_conversion, convert_download, save_checkpoint
+from .layout import block_prefixes
+from .loaded import LoadedWeights
+from .spec import Located, locate
+
+__all__ = ["load_state_dict", "load", "convert_to_file"]
+
+
+def load_state_dict(entry_or_name, progress: bool = True,
+                    check_hash: bool = True) -> Dict[str, Tensor]:
+    """The state dict (this package's keys) of a registered entry.
+
+    Downloaded to the weights cache on first use (progress bar on stderr, SHA-256 checked when
+    the entry has one), converted once and cached as ``<entry>.pth``.
+    """
+    entry = get_entry(entry_or_name)
+    return cached_conversion(entry, lambda path: convert_file(path, entry.source).state_dict,
+                             progress, check_hash)
+
+
+def load(located: Located, progress: bool = True, check_hash: bool = True,
+         drop_background: bool = False, source: Optional[str] = None) -> LoadedWeights:
+    """The weights ``located`` names (see :func:`~mnet_backbone.weights.spec.locate`).
+
+    ``source`` (one of :data:`~mnet_backbone.weights.convert.SOURCES`) is checked, or detected
+    when None. ``drop_background``: a TF-slim 1001-class head becomes the 1000 ImageNet classes
+    (any other head is an error, see :meth:`LoadedWeights.without_background`).
+    """
+    if located.kind == "entry":
+        entry = located.entry
+        if source is not None and source != entry.source:
+            raise IncompatibleWeightsError(f"{entry.name} is a {entry.source!r} entry, not "
+                                           f"{source!r}")
+        loaded = LoadedWeights(load_state_dict(entry, progress, check_hash),
+                               dict(entry.model_kwargs), entry.source, f"weights {entry.name!r}")
+    elif located.kind == "url":
+        loaded = convert_download(located.url, located.path,
+                                  lambda path: convert_file(path, source, given=located.url),
+                                  progress=progress)
+    elif located.kind == "file":
+        loaded = convert_file(located.path, source, given=located.given)
+    else:
+        loaded = convert_state_dict(dict(located.state_dict), source)
+    return loaded.without_background() if drop_background else loaded
+
+
+def convert_to_file(src: str, dst: str, source: Optional[str] = None,
+                    backbone_only: bool = False, drop_background: bool = False) -> dict:
+    """Convert the weights ``src`` (a registered entry name, an http(s) URL or a file; see
+    :func:`~mnet_backbone.weights.spec.locate`) to the file ``dst``.
+
+    ``drop_background`` turns a TF-slim 1001-class head into the 1000 ImageNet classes.
+    ``dst`` holds ``{'state_dict': ..., 'meta': ...}``: mmengine's ``Pretrained`` init reads it
+    (the backbone's keys are this package's), and so does
+    :func:`mnet_backbone.weights.load_weights`, which also applies the settings recorded in
+    ``meta['model_kwargs']``. Returns the meta data.
+    """
+    located = locate(src)
+    loaded = load(located, drop_background=drop_background, source=source)
+    if backbone_only:
+        loaded = loaded.without_classifier()
+    state_dict = loaded.state_dict
+    stem = state_dict.get(f"{block_prefixes()[0]}.conv.weight")
+    name = urllib.parse.urlsplit(src).path if located.kind == "url" else src
+    meta = dict(source=loaded.source, converted_from=os.path.basename(name),
+                model_kwargs=loaded.model_kwargs,
+                num_classes=int(state_dict["fc.weight"].shape[0]) if "fc.weight" in state_dict
+                else 0,
+                stem_channels=int(stem.shape[0]) if stem is not None else None)
+    save_checkpoint(dst, state_dict, meta)
+    return meta

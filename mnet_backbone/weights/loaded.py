@@ -1,0 +1,173 @@
+"""Weights in this package's layout, with what they need from a model, and applying them.
+
+:class:`LoadedWeights` is what loading any weights spec gives (see
+:func:`mnet_backbone.weights.load.load`): the state dict, the model settings the weights force,
+their source and a description for messages. :meth:`LoadedWeights.apply` checks that they fit a
+model (:func:`mnet_backbone.state_dicts.check_state_dict`, worded for weights), switches the
+model to their padding and BN eps (:func:`apply_model_kwargs`) and loads them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Dict, Mapping
+
+from torch import Tensor, nn
+
+from ..model import ACTIVATIONS
+from ..state_dicts import Misfit, check_state_dict
+from .hub import IncompatibleWeightsError
+from .layout import BACKGROUND_CLASSES
+
+__all__ = ["LoadedWeights", "apply_model_kwargs", "check_fit"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedWeights:
+    """Weights converted to this package's keys."""
+
+    state_dict: Dict[str, Tensor]
+    model_kwargs: Dict  # the core MobileNetV1 settings they need (tf_padding, bn_eps, ...)
+    source: str         # one of mnet_backbone.weights.convert.SOURCES
+    description: str    # "weights 'keras_1.0_224'", "keras weights from w.h5", ...
+
+    def forced_kwargs(self, backbone_only: bool = False) -> Dict:
+        """The core arguments these weights fix: their settings (``num_classes`` among them only
+        without ``backbone_only``)."""
+        forced = dict(self.model_kwargs)
+        if backbone_only:
+            forced.pop("num_classes", None)
+        return forced
+
+    def without_background(self) -> "LoadedWeights":
+        """A 1000-class ImageNet classifier from a TF-slim 1001-class one (output 0,
+        "background", removed: output ``i`` becomes ImageNet class ``i - 1``); an error for any
+        other head."""
+        weight = self.state_dict.get("fc.weight")
+        if weight is None or weight.shape[0] != BACKGROUND_CLASSES:
+            found = ("no classifier" if weight is None
+                     else f"a {weight.shape[0]}-class classifier")
+            raise IncompatibleWeightsError(
+                f"drop_background=True needs a {BACKGROUND_CLASSES}-class head whose class 0 is "
+                f"background (TF-slim / Google's TF releases); {self.description} have {found}")
+        state_dict = dict(self.state_dict)
+        state_dict["fc.weight"] = weight[1:].clone()
+        if "fc.bias" in state_dict:
+            state_dict["fc.bias"] = state_dict["fc.bias"][1:].clone()
+        return dataclasses.replace(self, state_dict=state_dict,
+                                   description=f"{self.description} (background class dropped)")
+
+    def without_classifier(self) -> "LoadedWeights":
+        """The backbone's weights alone (``fc.*`` left out)."""
+        return dataclasses.replace(self, state_dict={
+            k: v for k, v in self.state_dict.items() if not k.startswith("fc.")})
+
+    def apply(self, model: nn.Module, backbone_only: bool = False, strict: bool = True):
+        """Check that the weights fit ``model`` (an :class:`IncompatibleWeightsError` names the
+        first mismatched layer, both shapes and the likely cause), switch it to their settings
+        (with a warning) and load them; returns ``model.load_state_dict``'s result.
+
+        ``backbone_only`` leaves the classifier out (detection, or a new ``num_classes``).
+        """
+        state_dict = self.state_dict
+        if backbone_only:
+            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+            if strict:  # the model's own classifier stays
+                state_dict.update({k: v for k, v in model.state_dict().items()
+                                   if k.startswith("fc.")})
+        check_fit(model, state_dict, self.description, strict)
+        apply_model_kwargs(model, self.model_kwargs, self.description, stacklevel=4)
+        return model.load_state_dict(state_dict, strict=strict)
+
+
+def _alpha_hint(state_dict: Mapping[str, Tensor]) -> str:
+    stem = state_dict.get("stages.0.0.conv.weight")
+    if stem is None:
+        return ""
+    return f" (the weights' stem has {stem.shape[0]} channels: alpha={stem.shape[0] / 32:g})"
+
+
+def _misfit_error(model: nn.Module, state_dict: Mapping[str, Tensor], what: str,
+                 misfit: Misfit) -> IncompatibleWeightsError:
+    """The weights' wording of a misfit: the first mismatched layer with both shapes (else the
+    first missing, else the first unexpected key) and what to change."""
+    if misfit.shapes:
+        key, theirs, own = misfit.shapes[0]
+        hint = (" - another num_classes: build the model with num_classes="
+                f"{theirs[0]}, or pass backbone_only=True for a new classifier"
+                + (" (a TF-slim head, class 0 = background: drop_background=True gives the "
+                   f"{theirs[0] - 1} ImageNet classes)" if theirs[0] == BACKGROUND_CLASSES
+                   else "")
+                if key.startswith("fc.") else
+                f" - another width multiplier{_alpha_hint(state_dict)}; the model has "
+                f"alpha={getattr(model, 'alpha', '?')}")
+        return IncompatibleWeightsError(f"{what} do not fit the model: first mismatch at {key}: "
+                                        f"weights {theirs}, model {own}{hint}")
+    if misfit.missing:
+        first = misfit.missing[0]
+        hint = (" - the weights have no classifier: pass backbone_only=True"
+                if first.startswith("fc.") else "")
+        return IncompatibleWeightsError(f"{what} lack {len(misfit.missing)} of the model's "
+                                        f"entries, the first is {first}{hint}")
+    first = misfit.unexpected[0]
+    hint = (" - the model has no classifier (num_classes=0): pass backbone_only=True"
+            if first.startswith("fc.") else
+            " - another variant (shallow/Conv MobileNet) or another network")
+    return IncompatibleWeightsError(f"{what} have {len(misfit.unexpected)} entries the model "
+                                    f"does not, the first is {first}{hint}")
+
+
+def check_fit(model: nn.Module, state_dict: Mapping[str, Tensor], what: str,
+              strict: bool = True) -> None:
+    """:func:`~mnet_backbone.state_dicts.check_state_dict` in the weights' wording
+    (the first misfit named); ``strict=False`` checks the shapes of the keys both have."""
+    check_state_dict(model, state_dict, what, strict=strict,
+                     explain=lambda misfit: _misfit_error(model, state_dict, what, misfit))
+
+
+def _conv_units(model: nn.Module):
+    """The core's ConvBNAct units (duck-typed, so mmdet's subclass works the same)."""
+    return [m for m in model.modules()
+            if hasattr(m, "tf_same_padding") and hasattr(m, "conv") and hasattr(m, "stride")]
+
+
+def apply_model_kwargs(model: nn.Module, model_kwargs: Mapping, what: str = "these weights",
+                       warn: bool = True, stacklevel: int = 2) -> list:
+    """Switch an existing model to the padding and BN eps ``model_kwargs`` ask for.
+
+    ``tf_padding`` and ``bn_eps`` are changed in place (returned as a list of what changed, with a
+    warning when ``warn``); an activation that differs cannot be switched and raises
+    :class:`IncompatibleWeightsError`.
+    """
+    changed = []
+    units = _conv_units(model)
+    activation = model_kwargs.get("activation")
+    if activation is not None and units:
+        wanted = ACTIVATIONS[activation]
+        actual = type(units[0].act)
+        if not isinstance(units[0].act, wanted):
+            raise IncompatibleWeightsError(
+                f"{what} were trained with {wanted.__name__} but the model uses "
+                f"{actual.__name__}; build it with activation={activation!r} (mmdet: "
+                f"act_cfg=dict(type={wanted.__name__!r}))")
+    tf_padding = model_kwargs.get("tf_padding")
+    if tf_padding is not None and bool(getattr(model, "tf_padding", False)) != tf_padding:
+        for unit in units:
+            same = tf_padding and unit.stride > 1
+            unit.tf_same_padding = same
+            k = unit.kernel_size
+            unit.conv.padding = (0, 0) if same else (k // 2, k // 2)
+        model.tf_padding = tf_padding
+        changed.append(f"tf_padding={tf_padding}")
+    eps = model_kwargs.get("bn_eps")
+    if eps is not None:
+        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        if any(m.eps != eps for m in norms):
+            for m in norms:
+                m.eps = eps
+            changed.append(f"bn_eps={eps}")
+    if changed and warn:
+        warnings.warn(f"load_weights: {what} need {', '.join(changed)}; switched the model to "
+                      f"them (build it with these settings to skip this)", UserWarning,
+                      stacklevel=stacklevel)
+    return changed
