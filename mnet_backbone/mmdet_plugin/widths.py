@@ -35,10 +35,12 @@ import logging
 import warnings
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from mmdet.registry import MODELS
 from mmengine.logging import print_log
 
 from ..model import STAGE_STRIDES, detector_widths, stage_channels
 from ..openmmlab.init_patch import InitPatch
+from ..openmmlab.registry import config_class
 
 SUPPORTED_MMDET = '3.3.'
 _PATCH = InitPatch()
@@ -57,21 +59,8 @@ def _mnet_class():
     return MobileNetV1
 
 
-def _resolve_type(cfg) -> Optional[type]:
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        return None
-    kind = cfg['type']
-    if isinstance(kind, type):
-        return kind
-    from mmdet.registry import MODELS
-    try:
-        return MODELS.get(kind)
-    except Exception:  # noqa: BLE001 (an unknown type is mmdet's error to report, later)
-        return None
-
-
 def is_mnet_backbone(cfg) -> bool:
-    cls = _resolve_type(cfg)
+    cls = config_class(cfg, MODELS)
     return cls is not None and issubclass(cls, _mnet_class())
 
 
@@ -93,7 +82,7 @@ def _where(alpha, out_indices) -> str:
 
 def _is_subclass(cfg, names: Sequence[str]) -> bool:
     import mmdet.models.necks as necks
-    cls = _resolve_type(cfg)
+    cls = config_class(cfg, MODELS)
     bases = tuple(getattr(necks, n) for n in names if hasattr(necks, n))
     return cls is not None and issubclass(cls, bases)
 

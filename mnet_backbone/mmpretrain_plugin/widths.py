@@ -19,30 +19,19 @@ import copy
 import inspect
 import logging
 import warnings
-from typing import Optional
 
 from mmengine.logging import print_log
+from mmpretrain.registry import MODELS
 
 from ..model import stage_channels
 from ..openmmlab.init_patch import InitPatch
+from ..openmmlab.registry import config_class
 from .backbone import MobileNetV1, normalize_out_indices
 
 SUPPORTED_MMPRETRAIN = '1.2.'
 # Necks whose output has the backbone's channels.
 POOLING_NECKS = ('GlobalAveragePooling', 'GeneralizedMeanPooling')
 _PATCH = InitPatch()
-
-
-def _resolve_type(cfg) -> Optional[type]:
-    if not isinstance(cfg, dict) or 'type' not in cfg:
-        return None
-    if isinstance(cfg['type'], type):
-        return cfg['type']
-    from mmpretrain.registry import MODELS
-    try:
-        return MODELS.get(cfg['type'])
-    except Exception:  # noqa: BLE001
-        return None  # an unknown type is mmpretrain's error to report, when it builds
 
 
 def _backbone_args(backbone: dict):
@@ -55,12 +44,13 @@ def _backbone_args(backbone: dict):
 
 def resolve_head(backbone, neck, head):
     """``head`` with ``in_channels`` following a MobileNetV1 ``backbone`` (a copy when changed)."""
-    cls = _resolve_type(backbone)
+    cls = config_class(backbone, MODELS)
     if cls is None or not issubclass(cls, MobileNetV1) or not isinstance(head, dict):
         return head
-    if neck is not None and getattr(_resolve_type(neck), '__name__', None) not in POOLING_NECKS:
+    neck_cls = config_class(neck, MODELS)
+    if neck is not None and getattr(neck_cls, '__name__', None) not in POOLING_NECKS:
         return head  # the neck decides the head's input width
-    head_cls = _resolve_type(head)
+    head_cls = config_class(head, MODELS)
     if head_cls is None or 'in_channels' not in inspect.signature(head_cls.__init__).parameters:
         return head
     alpha, out_indices = _backbone_args(backbone)

@@ -1,7 +1,7 @@
 """All-or-nothing registration into OpenMMLab registries, shared by every face."""
-from typing import Iterable, Tuple
+from typing import Iterable, Optional, Tuple
 
-__all__ = ['RegistryConflictError', 'register']
+__all__ = ['RegistryConflictError', 'register', 'config_class']
 
 
 class RegistryConflictError(ImportError):
@@ -39,3 +39,17 @@ def register(entries: Iterable[Tuple[object, type]], library: str = 'mmengine',
     for registry, cls in entries:
         # force: the same class again (a module reload) replaces its earlier registration.
         registry.register_module(module=cls, force=True)
+
+
+def config_class(cfg, registry) -> Optional[type]:
+    """The class a config dict's ``type`` names in ``registry`` (a class passes through); None
+    for no config, no ``type``, or a name the registry does not know (the library reports an
+    unknown type itself, when it builds)."""
+    if not isinstance(cfg, dict) or 'type' not in cfg:
+        return None
+    if isinstance(cfg['type'], type):
+        return cfg['type']
+    try:
+        return registry.get(cfg['type'])
+    except Exception:  # noqa: BLE001 (an unknown type is the library's error to report, later)
+        return None
