@@ -5,11 +5,12 @@ an inference path that goes on with part of the weights random reports nonsense 
 """
 import re
 from dataclasses import dataclass
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 
-__all__ = ["CheckpointMismatchError", "Misfit", "check_state_dict", "checkpoint_state_dict"]
+__all__ = ["CheckpointMismatchError", "Misfit", "check_state_dict", "checkpoint_state_dict",
+           "load_fitting_checkpoint"]
 
 
 class CheckpointMismatchError(ValueError):
@@ -18,9 +19,14 @@ class CheckpointMismatchError(ValueError):
 
 def checkpoint_state_dict(checkpoint, source: str, revise_keys: Sequence[Tuple[str, str]] = (
         (r"^module\.", ""),)) -> dict:
-    """The state dict of a loaded checkpoint (``{'state_dict': ...}`` or the state dict itself)
-    with its keys revised as mmengine's loader revises them (``module.`` dropped)."""
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    """The state dict of a loaded checkpoint (mmengine's ``{'state_dict': ...}``, the torchvision
+    reference scripts' ``{'model': ...}``, or the state dict itself) with its keys revised as
+    mmengine's loader revises them (``module.`` dropped)."""
+    state = None
+    if isinstance(checkpoint, dict):
+        held = [checkpoint[k] for k in ("state_dict", "model")
+                if isinstance(checkpoint.get(k), dict)]
+        state = held[0] if held else checkpoint
     if not isinstance(state, dict):
         raise CheckpointMismatchError(f"{source}: not a model checkpoint (found "
                                       f"{type(checkpoint).__name__})")
@@ -134,3 +140,17 @@ def _mismatch(model: torch.nn.Module, misfit: Misfit, source: str, show: int,
     parts.append("build the model with the settings the checkpoint was trained with (for mmdet: "
                  "the config copy in its work_dir)")
     return CheckpointMismatchError("; ".join(parts))
+
+
+def load_fitting_checkpoint(model: torch.nn.Module, path: str,
+                            read: Callable[[str], Any]) -> Any:
+    """Load the checkpoint file ``path`` (read by ``read``) into ``model`` when every key and
+    shape fits (:func:`check_state_dict`), then put the model in eval mode; returns what
+    ``read`` gave (its meta data). The deploy paths of every face load through this (each checks
+    that the file exists before it builds the model)."""
+    checkpoint = read(path)
+    state = checkpoint_state_dict(checkpoint, path)
+    check_state_dict(model, state, path)
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return checkpoint

@@ -306,3 +306,22 @@ def test_ssdlite_trains_on_shapes():
         history.append(loss.item())
     assert all(np.isfinite(history))
     assert history[-1] < 0.9 * history[0], history  # e.g. 11.6 -> 9.6 in 6 steps
+
+
+def test_deploy_loader_reads_reference_checkpoints_and_checks_the_fit(tmp_path):
+    """tools/deploy.py's torchvision loader goes through the one fit check
+    (state_dicts.load_fitting_checkpoint): a reference-script checkpoint ({'model': ...}) loads,
+    another width is one CheckpointMismatchError, the model comes back in eval mode."""
+    from mnet_backbone.state_dicts import CheckpointMismatchError
+    from mnet_backbone.tv_models.deploy import load_tv_detector
+    kwargs = dict(num_classes=3, alpha=0.25, weights_backbone=None)
+    torch.manual_seed(0)
+    state = tvm.get_model("ssdlite320_mobilenet_v1", **kwargs).state_dict()
+    torch.save({"model": state, "epoch": 3}, tmp_path / "ref.pth")
+    model = load_tv_detector("ssdlite320_mobilenet_v1", str(tmp_path / "ref.pth"), **kwargs)
+    assert not model.training
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+    with pytest.raises(CheckpointMismatchError, match="ref.pth does not fit the model.*another "
+                                                      "width"):
+        load_tv_detector("ssdlite320_mobilenet_v1", str(tmp_path / "ref.pth"),
+                         **dict(kwargs, alpha=0.5))

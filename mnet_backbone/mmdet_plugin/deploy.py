@@ -13,7 +13,7 @@ from mmengine.config import Config
 
 import mnet_backbone  # noqa: F401  (registers the model and the checkpoint fix)
 from ..deploy.detector_pipeline import ValSet
-from ..state_dicts import check_state_dict, checkpoint_state_dict
+from ..state_dicts import load_fitting_checkpoint
 
 __all__ = ["load_detector", "val_set", "pytorch_predict"]
 
@@ -35,14 +35,12 @@ def load_detector(config: str, checkpoint: str,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # init_detector warns that it got no checkpoint
         model = init_detector(cfg, checkpoint=None, device="cpu")
-    ckpt = _load_checkpoint(checkpoint, map_location="cpu")
-    state = checkpoint_state_dict(ckpt, checkpoint)
-    check_state_dict(model, state, checkpoint)
-    model.load_state_dict(state, strict=True)
+    ckpt = load_fitting_checkpoint(model, checkpoint,
+                                   lambda path: _load_checkpoint(path, map_location="cpu"))
     meta = (ckpt.get("meta") or {}).get("dataset_meta") if isinstance(ckpt, dict) else None
     classes = (meta or {}).get("classes") or _config_classes(cfg)
     model.dataset_meta = dict(classes=tuple(classes)) if classes else model.dataset_meta
-    return model.eval(), cfg
+    return model, cfg
 
 
 def _config_classes(cfg: Config) -> Optional[Sequence[str]]:

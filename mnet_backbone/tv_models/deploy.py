@@ -9,7 +9,7 @@ from typing import Callable, List
 import numpy as np
 import torch
 
-from ..state_dicts import CheckpointMismatchError, check_state_dict
+from ..state_dicts import load_fitting_checkpoint
 from ..weights.hub import load_checkpoint
 
 __all__ = ["load_tv_detector", "pytorch_predict"]
@@ -26,15 +26,9 @@ def load_tv_detector(builder: str, checkpoint: str, **kwargs) -> torch.nn.Module
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint!r} does not exist")
     model = get_model(builder, weights=None, **kwargs)
-    state = load_checkpoint(checkpoint)  # the package's one safe reader: one-line errors
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise CheckpointMismatchError(f"{checkpoint}: not a state dict (found "
-                                      f"{type(state).__name__})")
-    check_state_dict(model, state, checkpoint)
-    model.load_state_dict(state, strict=True)
-    return model.eval()
+    # the package's one safe reader: one-line errors
+    load_fitting_checkpoint(model, checkpoint, load_checkpoint)
+    return model
 
 
 def pytorch_predict(model: torch.nn.Module) -> Callable[[List[np.ndarray]], List[dict]]:
