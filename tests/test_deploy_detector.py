@@ -131,11 +131,24 @@ def mmdet_model(trained):
 
 
 @pytest.fixture(scope="session")
-def exported(mmdet_model, tmp_path_factory):
-    from mnet_backbone.deploy.detector_export import export_detector
-    path = str(tmp_path_factory.mktemp("det_onnx") / "det.onnx")
-    spec = export_detector(mmdet_model[0], path, keep_raw_outputs=True)
-    return path, spec
+def deployed(mmdet_model, tmp_path_factory):
+    """(folder, summary) of tools/deploy.py's library path on the fixture, fp32, with mAP: one
+    export serves every test of the file that needs the fp32 graph (each export takes ~15 s)."""
+    from mnet_backbone.deploy.detector_pipeline import deploy_detector
+    from mnet_backbone.mmdet_plugin.deploy import pytorch_predict, val_set
+    model, cfg = mmdet_model
+    folder = tmp_path_factory.mktemp("deployed")
+    summary = deploy_detector(model, str(folder), backend="onnxruntime", val=val_set(cfg),
+                              pytorch_predict=pytorch_predict(model))
+    return folder, summary
+
+
+@pytest.fixture(scope="session")
+def exported(deployed):
+    """(file, spec) of the fp32 graph (raw head outputs kept)."""
+    from mnet_backbone.deploy.detector_export import read_spec
+    path = str(deployed[0] / "detector_fp32.onnx")
+    return path, read_spec(path)
 
 
 @pytest.mark.slow
@@ -178,15 +191,13 @@ def test_other_image_sizes_are_resized_and_boxes_rescaled(mmdet_model, exported)
 
 
 @pytest.mark.slow
-def test_raw_head_outputs_and_map_match_pytorch(mmdet_model, tmp_path):
+def test_raw_head_outputs_and_map_match_pytorch(mmdet_model, deployed):
     from mnet_backbone.deploy import DeployedDetector
-    from mnet_backbone.deploy.detector_pipeline import val_predictions, deploy_detector
+    from mnet_backbone.deploy.detector_pipeline import val_predictions
     from mnet_backbone.deploy.detector_runtime import coco_map
-    from mnet_backbone.mmdet_plugin.deploy import pytorch_predict, val_set
-    model, cfg = mmdet_model
-    val = val_set(cfg)
-    s = deploy_detector(model, str(tmp_path), backend="onnxruntime", val=val,
-                        pytorch_predict=pytorch_predict(model))
+    from mnet_backbone.mmdet_plugin.deploy import val_set
+    val = val_set(mmdet_model[1])
+    tmp_path, s = deployed
     assert s["backend"] == "onnxruntime" and s["precision"] == "fp32"
     assert s["max_abs_diff_vs_pytorch"] < 1e-3
     assert s["map_pytorch"] > 0.1  # the fixture scores about 0.2

@@ -171,11 +171,15 @@ def test_train_val_test_through_runner(shapes_root, tmp_path):
 
 @pytest.mark.parametrize('config', [
     pytest.param(c, marks=[pytest.mark.slow] if 'rcnn' in c else []) for c in CONFIGS
-    if c != 'ssdlite320_mnet_a050.py'])  # Faster R-CNN tests at 1333 x 800: slow
+    if c != 'ssdlite320_mnet_a050.py'])
 def test_every_config_passes_val_and_test(config, shapes_root, tmp_path):
     from mmengine.runner import Runner
-    cfg = train_config([config_path(config), '--work-dir', str(tmp_path), '--cfg-options',
-                        *tiny_options(config, shapes_root)])
+    opts = tiny_options(config, shapes_root)
+    if 'rcnn' in config:  # 320 px instead of mmdet's 1333 x 800: the same path, a third the time
+        opts += [f'{split}_dataloader.dataset.pipeline.1.scale=(320,320)'
+                 for split in ('val', 'test')]
+    cfg = train_config([config_path(config), '--work-dir', str(tmp_path), '--cfg-options', *opts])
+    assert 'rcnn' not in config or cfg.test_dataloader.dataset.pipeline[1].scale == (320, 320)
     runner = Runner.from_cfg(cfg)
     for metrics in (runner.val(), runner.test()):
         assert 0.0 <= metrics['coco/bbox_mAP'] <= 1.0
