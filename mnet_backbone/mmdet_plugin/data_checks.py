@@ -141,6 +141,131 @@ def _box(ann: dict) -> Optional[List[float]]:
     return [float(v) for v in box]
 
 
+class _Checker:
+    """A policy per problem kind and the report that counts what was found."""
+
+    def __init__(self, report: DataReport, chosen: Dict[str, str]):
+        self.report, self.chosen = report, chosen
+
+    def drops(self, kind: str, example: str) -> bool:
+        """Count a problem; True when its item is to be dropped (skip; error raises later)."""
+        self.report.add(kind, example)
+        return self.chosen[kind] in ("skip", "error")
+
+
+def _image_file_problem(img_dir: Optional[str], image: dict) -> Optional[str]:
+    """The example line for an image whose file is missing or empty (None with no ``img_dir``)."""
+    if img_dir is None:
+        return None
+    path = os.path.join(img_dir, str(image.get("file_name")))
+    what = ("missing" if not os.path.isfile(path) else
+            "empty" if os.path.getsize(path) == 0 else None)
+    return f"{path} of image id {image.get('id')!r}: {what}" if what else None
+
+
+def _check_images(images: List[dict], img_dir: Optional[str],
+                  check: _Checker) -> Tuple[Dict[object, dict], set]:
+    """The images kept, by id, and the ids of those dropped for their file."""
+    kept: Dict[object, dict] = {}
+    dropped_files = set()
+    for image in images:
+        image_id = image.get("id")
+        if image_id in kept and check.drops("duplicate_image_id",
+                                            f"image id {image_id!r} ({image.get('file_name')})"):
+            continue
+        problem = _image_file_problem(img_dir, image)
+        if problem and check.drops("missing_image_file", problem):
+            dropped_files.add(image_id)
+            continue
+        kept[image_id] = image
+    return kept, dropped_files
+
+
+def _outside(box: List[float], image: Optional[dict]) -> bool:
+    """A box reaching past its image's border by more than :data:`BORDER_TOLERANCE`."""
+    if image is None or not {"width", "height"} <= image.keys():
+        return False
+    x, y, w, h = box
+    width, height, tol = image["width"], image["height"], BORDER_TOLERANCE
+    return x < -tol or y < -tol or x + w > width + tol or y + h > height + tol
+
+
+def _box_outside(ann: dict, box: List[float], image: dict, where: str,
+                 check: _Checker) -> Optional[dict]:
+    """An annotation whose box reaches outside its image, as the policy wants it: clipped to the
+    image, kept, or None (dropped; also when nothing is left to clip to)."""
+    width, height = image["width"], image["height"]
+    drop = check.drops("box_outside_image",
+                       f"{where}: bbox {ann.get('bbox')!r} in a {width}x{height} image")
+    if check.chosen["box_outside_image"] != "clip":
+        return None if drop else ann
+    x, y, w, h = box
+    x0, y0 = max(x, 0.0), max(y, 0.0)
+    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return dict(ann, bbox=[x0, y0, x1 - x0, y1 - y0],
+                area=min(float(ann.get("area", w * h)), (x1 - x0) * (y1 - y0)))
+
+
+def _check_annotation(ann: dict, images: Dict[object, dict], categories: set, seen_ids: set,
+                      check: _Checker) -> Optional[dict]:
+    """The annotation as it is kept (clipped, with an ``area``: mmdet's parser needs one), or
+    None when it is dropped. ``seen_ids`` collects the annotation ids met so far."""
+    where = f"annotation id {ann.get('id')!r} of image {ann.get('image_id')!r}"
+    if ann.get("id") in seen_ids and check.drops("duplicate_annotation_id", where):
+        return None
+    seen_ids.add(ann.get("id"))
+    image = images.get(ann.get("image_id"))
+    if image is None and check.drops("unknown_image", where):
+        return None
+    if ann.get("category_id") not in categories and check.drops(
+            "unknown_category", f"{where}: category_id {ann.get('category_id')!r}"):
+        return None
+    box = _box(ann)
+    if box is None:
+        return None if check.drops("malformed_box", f"{where}: bbox {ann.get('bbox')!r}") else ann
+    w, h = box[2], box[3]
+    if w <= 0 or h <= 0:
+        if check.drops("non_positive_box", f"{where}: bbox {ann.get('bbox')!r}"):
+            return None
+    elif _outside(box, image):
+        ann = _box_outside(ann, box, image, where, check)
+        if ann is None:
+            return None
+    return ann if "area" in ann else dict(ann, area=w * h)
+
+
+def _empty_set(images: List[dict], categories: set, kept: List[dict],
+               annotations: List[dict]) -> Optional[str]:
+    """What makes the checked set empty, or None."""
+    if not images:
+        return "no images"
+    if not categories:
+        return "no categories"
+    if not annotations:
+        return "no annotations"
+    if not kept:
+        return f"no usable annotations (all {len(annotations)} dropped)"
+    return None
+
+
+def _raise_chosen_errors(report: DataReport, chosen: Dict[str, str]) -> None:
+    """One :class:`DataCheckError` for the kinds whose policy is ``error``, the others after
+    them."""
+    errors = [kind for kind in report.counts if chosen[kind] == "error"]
+    if not errors:
+        return
+    lines = [line for kind, line in zip(report.counts, report.lines()) if kind in errors]
+    others = [line for kind, line in zip(report.counts, report.lines()) if kind not in errors]
+    fix = (f"fix the annotation file, or choose another policy, e.g. "
+           f"data_checks=dict({errors[0]}='skip')" if errors[0] != "empty" else
+           "point the config at annotations with boxes (data_root / ann_file)")
+    found = lines + [f"  (also: {line})" for line in others]
+    # one problem: one line; several: one line each, the fix last
+    raise DataCheckError("\n".join(found) + ("; " if len(found) == 1 else "\n  ") + fix)
+
+
 def check_coco(annotations: Union[str, dict], img_dir: Optional[str] = None,
                policy: Optional[Mapping[str, str]] = None,
                source: Optional[str] = None) -> Tuple[dict, DataReport]:
@@ -155,101 +280,31 @@ def check_coco(annotations: Union[str, dict], img_dir: Optional[str] = None,
     if isinstance(annotations, str):
         source = source or annotations
         annotations = read_coco_json(annotations)
-    source = source or "annotations"
-    chosen = _policies(policy)
-    report = DataReport(source)
-
-    def flag(kind: str, example: str) -> bool:
-        """Count a problem; True when the item is to be dropped (skip; error raises later)."""
-        report.add(kind, example)
-        return chosen[kind] in ("skip", "error")
-
+    check = _Checker(DataReport(source or "annotations"), _policies(policy))
     categories = {c.get("id") for c in annotations.get("categories") or [] if isinstance(c, dict)}
-    images: Dict[object, dict] = {}
-    dropped_images = set()  # their annotations go with them, uncounted
-    for image in annotations.get("images") or []:
-        image_id = image.get("id")
-        if image_id in images and flag("duplicate_image_id",
-                                       f"image id {image_id!r} ({image.get('file_name')})"):
-            continue
-        if img_dir is not None:
-            path = os.path.join(img_dir, str(image.get("file_name")))
-            if not os.path.isfile(path) or os.path.getsize(path) == 0:
-                what = "missing" if not os.path.isfile(path) else "empty"
-                if flag("missing_image_file", f"{path} of image id {image_id!r}: {what}"):
-                    dropped_images.add(image_id)
-                    continue
-        images[image_id] = image
-
-    out_anns: List[dict] = []
-    seen_ann_ids = set()
-    for ann in annotations.get("annotations") or []:
-        if ann.get("image_id") in dropped_images and ann.get("image_id") not in images:
-            continue
-        where = f"annotation id {ann.get('id')!r} of image {ann.get('image_id')!r}"
-        if ann.get("id") in seen_ann_ids and flag("duplicate_annotation_id", where):
-            continue
-        seen_ann_ids.add(ann.get("id"))
-        image = images.get(ann.get("image_id"))
-        if image is None and flag("unknown_image", where):
-            continue
-        if ann.get("category_id") not in categories and flag(
-                "unknown_category", f"{where}: category_id {ann.get('category_id')!r}"):
-            continue
-        box = _box(ann)
-        if box is None:
-            if flag("malformed_box", f"{where}: bbox {ann.get('bbox')!r}"):
-                continue
-            out_anns.append(ann)
-            continue
-        x, y, w, h = box
-        if w <= 0 or h <= 0:
-            if flag("non_positive_box", f"{where}: bbox {ann.get('bbox')!r}"):
-                continue
-        elif image is not None and {"width", "height"} <= image.keys():
-            width, height, tol = image["width"], image["height"], BORDER_TOLERANCE
-            if x < -tol or y < -tol or x + w > width + tol or y + h > height + tol:
-                example = f"{where}: bbox {ann.get('bbox')!r} in a {width}x{height} image"
-                drop = flag("box_outside_image", example)
-                if chosen["box_outside_image"] == "clip":
-                    x0, y0 = max(x, 0.0), max(y, 0.0)
-                    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
-                    if x1 <= x0 or y1 <= y0:
-                        continue  # wholly outside: nothing left to clip to
-                    ann = dict(ann, bbox=[x0, y0, x1 - x0, y1 - y0],
-                               area=min(float(ann.get("area", w * h)), (x1 - x0) * (y1 - y0)))
-                elif drop:
-                    continue
-        if "area" not in ann:  # mmdet's parser needs it (and drops area <= 0)
-            ann = dict(ann, area=w * h)
-        out_anns.append(ann)
-
-    with_boxes = {ann.get("image_id") for ann in annotations.get("annotations") or []}
-    out_images = []
-    for image_id, image in images.items():
-        if image_id not in with_boxes and flag(
-                "image_without_annotations", f"image id {image_id!r} ({image.get('file_name')})"):
-            continue
-        out_images.append(image)
-    if not out_images or not categories or not out_anns:
-        what = ("no images" if not out_images else "no categories" if not categories else
-                "no annotations" if not annotations.get("annotations") else
-                f"no usable annotations (all {len(annotations['annotations'])} dropped)")
-        report.add("empty", what)
-    report.actions = {kind: chosen[kind] for kind in report.counts}
-    report.images, report.annotations = len(out_images), len(out_anns)
-    errors = [kind for kind in report.counts if chosen[kind] == "error"]
-    if errors:
-        lines = [line for kind, line in zip(report.counts, report.lines()) if kind in errors]
-        others = [line for kind, line in zip(report.counts, report.lines()) if kind not in errors]
-        fix = (f"fix the annotation file, or choose another policy, e.g. "
-               f"data_checks=dict({errors[0]}='skip')" if errors[0] != "empty" else
-               "point the config at annotations with boxes (data_root / ann_file)")
-        found = lines + [f"  (also: {line})" for line in others]
-        # one problem: one line; several: one line each, the fix last
-        raise DataCheckError("\n".join(found) + ("; " if len(found) == 1 else "\n  ") + fix)
-    cleaned = dict(annotations, images=out_images, annotations=out_anns)
-    return cleaned, report
+    images, dropped_files = _check_images(annotations.get("images") or [], img_dir, check)
+    given = annotations.get("annotations") or []
+    kept: List[dict] = []
+    seen_ids: set = set()
+    for ann in given:
+        if ann.get("image_id") in dropped_files and ann.get("image_id") not in images:
+            continue  # gone with its image file, uncounted
+        checked = _check_annotation(ann, images, categories, seen_ids, check)
+        if checked is not None:
+            kept.append(checked)
+    annotated = {ann.get("image_id") for ann in given}
+    out_images = [image for image_id, image in images.items()
+                  if image_id in annotated or not check.drops(
+                      "image_without_annotations",
+                      f"image id {image_id!r} ({image.get('file_name')})")]
+    empty = _empty_set(out_images, categories, kept, given)
+    if empty:
+        check.report.add("empty", empty)
+    report = check.report
+    report.actions = {kind: check.chosen[kind] for kind in report.counts}
+    report.images, report.annotations = len(out_images), len(kept)
+    _raise_chosen_errors(report, check.chosen)
+    return dict(annotations, images=out_images, annotations=kept), report
 
 
 def _coco_from_dict(data: dict):
