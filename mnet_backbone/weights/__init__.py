@@ -60,8 +60,8 @@ def load_weights(model: nn.Module, weights: WeightsLike, backbone_only: bool = F
     :class:`IncompatibleWeightsError` naming the first mismatched layer and both shapes.
     Returns ``model.load_state_dict``'s result.
     """
-    loaded = _load.load(locate(weights), progress, check_hash, drop_background)
-    return loaded.apply(model, backbone_only, strict)
+    loaded = _load.load(locate(weights), progress, check_hash)
+    return loaded.apply(model, backbone_only, strict, drop_background)
 
 
 def build_model(weights: Optional[WeightsLike], kwargs: Mapping[str, Any], *,
@@ -79,16 +79,15 @@ def build_model(weights: Optional[WeightsLike], kwargs: Mapping[str, Any], *,
             raise ValueError("backbone_only=True / drop_background=True need weights")
         return MobileNetV1(**kwargs)
     located = locate(weights)
-    read = None if located.kind == "entry" else _load.load(located, progress,
-                                                            drop_background=drop_background)
+    read = None if located.kind == "entry" else _load.load(located, progress)
     if read is None:
         forced = required_kwargs(located.entry, backbone_only, drop_background)
         what = f"weights {located.entry.name!r}"
     else:
         forced, what = read.forced_kwargs(backbone_only), read.description
     model = MobileNetV1(**merge_kwargs(kwargs, forced, what, mismatch))
-    loaded = read or _load.load(located, progress, drop_background=drop_background)
-    loaded.apply(model, backbone_only)
+    loaded = read or _load.load(located, progress)
+    loaded.apply(model, backbone_only, drop_background=drop_background)
     return model
 
 

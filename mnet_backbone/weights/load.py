@@ -36,29 +36,26 @@ def load_state_dict(entry_or_name, progress: bool = True,
 
 
 def load(located: Located, progress: bool = True, check_hash: bool = True,
-         drop_background: bool = False, source: Optional[str] = None) -> LoadedWeights:
+         source: Optional[str] = None) -> LoadedWeights:
     """The weights ``located`` names (see :func:`~mnet_backbone.weights.spec.locate`).
 
     ``source`` (one of :data:`~mnet_backbone.weights.convert.SOURCES`) is checked, or detected
-    when None. ``drop_background``: a TF-slim 1001-class head becomes the 1000 ImageNet classes
-    (any other head is an error, see :meth:`LoadedWeights.without_background`).
+    when None.
     """
     if located.kind == "entry":
         entry = located.entry
         if source is not None and source != entry.source:
             raise IncompatibleWeightsError(f"{entry.name} is a {entry.source!r} entry, not "
                                            f"{source!r}")
-        loaded = LoadedWeights(load_state_dict(entry, progress, check_hash),
-                               dict(entry.model_kwargs), entry.source, f"weights {entry.name!r}")
+        return LoadedWeights(load_state_dict(entry, progress, check_hash),
+                             dict(entry.model_kwargs), entry.source, f"weights {entry.name!r}")
     elif located.kind == "url":
-        loaded = convert_download(located.url, located.path,
+        return convert_download(located.url, located.path,
                                   lambda path: convert_file(path, source, given=located.url),
                                   progress=progress)
     elif located.kind == "file":
-        loaded = convert_file(located.path, source, given=located.given)
-    else:
-        loaded = convert_state_dict(dict(located.state_dict), source)
-    return loaded.without_background() if drop_background else loaded
+        return convert_file(located.path, source, given=located.given)
+    return convert_state_dict(dict(located.state_dict), source)
 
 
 def convert_to_file(src: str, dst: str, source: Optional[str] = None,
@@ -66,14 +63,17 @@ def convert_to_file(src: str, dst: str, source: Optional[str] = None,
     """Convert the weights ``src`` (a registered entry name, an http(s) URL or a file; see
     :func:`~mnet_backbone.weights.spec.locate`) to the file ``dst``.
 
-    ``drop_background`` turns a TF-slim 1001-class head into the 1000 ImageNet classes.
+    ``drop_background`` turns a TF-slim 1001-class head into the 1000 ImageNet classes (see
+    :meth:`~mnet_backbone.weights.loaded.LoadedWeights.without_background`).
     ``dst`` holds ``{'state_dict': ..., 'meta': ...}``: mmengine's ``Pretrained`` init reads it
     (the backbone's keys are this package's), and so does
     :func:`mnet_backbone.weights.load_weights`, which also applies the settings recorded in
     ``meta['model_kwargs']``. Returns the meta data.
     """
     located = locate(src)
-    loaded = load(located, drop_background=drop_background, source=source)
+    loaded = load(located, source=source)
+    if drop_background:
+        loaded = loaded.without_background()
     if backbone_only:
         loaded = loaded.without_classifier()
     state_dict = loaded.state_dict

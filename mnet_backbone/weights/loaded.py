@@ -62,21 +62,25 @@ class LoadedWeights:
         return dataclasses.replace(self, state_dict={
             k: v for k, v in self.state_dict.items() if not k.startswith("fc.")})
 
-    def apply(self, model: nn.Module, backbone_only: bool = False, strict: bool = True):
+    def apply(self, model: nn.Module, backbone_only: bool = False, strict: bool = True,
+              drop_background: bool = False):
         """Check that the weights fit ``model`` (an :class:`IncompatibleWeightsError` names the
         first mismatched layer, both shapes and the likely cause), switch it to their settings
         (with a warning) and load them; returns ``model.load_state_dict``'s result.
 
-        ``backbone_only`` leaves the classifier out (detection, or a new ``num_classes``).
+        ``backbone_only`` leaves the classifier out (detection, or a new ``num_classes``);
+        ``drop_background`` loads a TF-slim 1001-class head as the 1000 ImageNet classes
+        (:meth:`without_background`).
         """
-        state_dict = self.state_dict
+        weights = self.without_background() if drop_background else self
+        state_dict = weights.state_dict
         if backbone_only:
             state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
             if strict:  # the model's own classifier stays
                 state_dict.update({k: v for k, v in model.state_dict().items()
                                    if k.startswith("fc.")})
-        check_fit(model, state_dict, self.description, strict)
-        apply_model_kwargs(model, self.model_kwargs, self.description, stacklevel=4)
+        check_fit(model, state_dict, weights.description, strict)
+        apply_model_kwargs(model, weights.model_kwargs, weights.description, stacklevel=4)
         return model.load_state_dict(state_dict, strict=strict)
 
 

@@ -444,9 +444,10 @@ def from_tf_graph(nodes: Dict[str, GraphNode], alpha: Optional[float] = None
 
     Kernels are HWIO, depthwise ones (kh, kw, in, 1); the classifier ``Conv2d_1c_1x1`` is a 1x1
     convolution with bias (1001 classes in Google's releases, class 0 = background: see
-    :func:`mnet_backbone.weights.drop_background`); graphs without it give no ``fc`` keys. A
-    missing ``gamma`` is TF-slim's ``scale=False`` (1). ``model_kwargs`` are read from the graph
-    (padding, BN epsilon, activation); ``info`` holds the detected ``alpha`` and ``num_classes``.
+    :meth:`mnet_backbone.weights.loaded.LoadedWeights.without_background`); graphs without it
+    give no ``fc`` keys. A missing ``gamma`` is TF-slim's ``scale=False`` (1). ``model_kwargs``
+    are read from the graph (padding, BN epsilon, activation); ``info`` holds the detected
+    ``alpha`` and ``num_classes``.
     ``alpha``, when given, must be the graph's.
     """
     root = _find_root(nodes)
