@@ -17,7 +17,7 @@ The file takes one 1 x 3 x H x W RGB image (0-255) of the size it was exported f
 resizes other images to it on the host first (the graph's own bilinear resize) and maps the
 boxes back. The detector spec, the image size and what runs where are stored next to the file,
 in ``<file>.json`` (:func:`read_mobile_spec`). int8 quantizes the network only
-(``quant_scope="model"``); the decoding and the scores stay fp32.
+(backbone, neck and head); the decoding and the scores stay fp32.
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def export_detector_mobile(model: nn.Module, path: str, runtime: Optional[str] =
         example = (torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(0)) * 255,)
         export_program(graph, example, path, runtime, precision=precision,
                        calibration=calibration, part=f"{type(model).__name__} detector graph",
-                       quant_scope="model")
+                       quant_scope=_network_modules(model))
     finally:
         model.train(was_training)
     info = {"spec": json.loads(spec.to_json()), "image_size": [h, w], "runtime": runtime,
@@ -84,6 +84,13 @@ def export_detector_mobile(model: nn.Module, path: str, runtime: Optional[str] =
         os.remove(path)  # a model file without its spec is of no use: leave neither
         raise
     return spec
+
+
+def _network_modules(model: nn.Module) -> list:
+    """The graph's names of the detector's parts with weights (backbone, neck, head): what int8
+    quantizes. The anchors, box decoding and scores are computed outside them and stay fp32."""
+    return [f"model.{name}" for name, child in model.named_children()
+            if next(child.parameters(), None) is not None]
 
 
 def read_mobile_spec(path: str) -> Tuple[DetectorSpec, Dict[str, object]]:

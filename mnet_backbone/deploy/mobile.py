@@ -147,9 +147,10 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
-def _quantizer(runtime: str, scope: Optional[str], fp32_modules: Sequence[type]):
+def _quantizer(runtime: str, scope: Sequence[str], fp32_modules: Sequence[type]):
     """The runtime's PT2E quantizer: per-channel symmetric int8 weights, static activations,
-    on the submodule ``scope`` only (everything when None), ``fp32_modules`` left in fp32."""
+    on the submodules named in ``scope`` only (everything when empty), ``fp32_modules`` left in
+    fp32. A name must be a module the forward calls (PT2E matches the module call stack)."""
     if runtime == "executorch":
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer, get_symmetric_quantization_config)
@@ -158,18 +159,30 @@ def _quantizer(runtime: str, scope: Optional[str], fp32_modules: Sequence[type])
         from litert_torch.quantize.pt2e_quantizer import (PT2EQuantizer,
                                                           get_symmetric_quantization_config)
         quantizer = PT2EQuantizer()
-    config = get_symmetric_quantization_config(is_per_channel=True)
-    if scope:
-        quantizer.set_module_name(scope, config)
-    else:
-        quantizer.set_global(config)
+    quantizer.set_global(get_symmetric_quantization_config(is_per_channel=True))
     for kind in fp32_modules:
         quantizer.set_module_type(kind, None)
     annotate = quantizer.annotate
     # This instance only: after the runtime's own annotation, quantize a conv's output after its
-    # ReLU6 (see _clamp_after_conv).
-    quantizer.annotate = lambda model: _clamp_after_conv(annotate(model))
+    # ReLU6 (see _clamp_after_conv) and nothing outside ``scope``. (Both quantizers' own
+    # set_module_name also skips the convs' weights, which have no module stack: measured, a
+    # detector file stayed fp32.)
+    quantizer.annotate = lambda model: _only_in(_clamp_after_conv(annotate(model)), scope)
     return quantizer
+
+
+def _only_in(model: torch.fx.GraphModule, scope: Sequence[str]) -> torch.fx.GraphModule:
+    """Drop the quantization of every operator not called inside a module named in ``scope``
+    (nothing when ``scope`` is empty)."""
+    if not scope:
+        return model
+    for node in model.graph.nodes:
+        if node.op != "call_function" or _ANNOTATION not in node.meta:
+            continue
+        paths = [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+        if not any(p == s or p.startswith(s + ".") for p in paths for s in scope):
+            del node.meta[_ANNOTATION]
+    return model
 
 
 _ANNOTATION = "quantization_annotation"  # torchao's Q_ANNOTATION_KEY (litert-torch's too)
@@ -254,15 +267,15 @@ def _convert_litert(module: nn.Module, example: Tuple[Tensor, ...], quantizer, p
 def export_program(module: nn.Module, example: Tuple[Tensor, ...], path: str,
                    runtime: Optional[str] = None, *, precision: str = "fp32",
                    calibration: Optional[Iterable[Tensor]] = None, part: str = "model",
-                   quant_scope: Optional[str] = None,
+                   quant_scope: Sequence[str] = (),
                    fp32_modules: Sequence[type] = ()) -> str:
     """Write ``module`` (eval mode) for ``runtime`` (default: from the suffix of ``path``).
 
     ``example``: the input tensors (their shapes are the file's). ``precision="int8"`` needs
     ``calibration``: input tensors (3-d images or 4-d batches of one) to observe activation
-    ranges on. ``quant_scope``: quantize only this submodule (e.g. the network, not the box
-    decoding); ``fp32_modules``: module types left in fp32. ``part`` names the model part in
-    errors. Returns ``path``.
+    ranges on. ``quant_scope``: quantize only these submodules (e.g. the network, not the box
+    decoding; names of modules the forward calls); ``fp32_modules``: module types left in fp32.
+    ``part`` names the model part in errors. Returns ``path``.
     """
     runtime = runtime or runtime_of(path)
     require_runtime(runtime, export=True)
