@@ -35,13 +35,13 @@ from .entries import ENTRIES, WeightEntry, get_entry, register
 from .hub import (CorruptWeightsError, HashMismatchError, IncompatibleWeightsError,
                   UnknownEntryError, WeightsDownloadError, WeightsError, cache_dir)
 from .load import convert_to_file, load_state_dict
-from .loaded import LoadedWeights, apply_model_kwargs
+from .loaded import apply_model_kwargs
 from .settings import Mismatch, incompatible, merge_kwargs, required_kwargs
 from .spec import Located, WeightsLike, locate
 from .tf_graph import MissingGraphError, imagenet_graph_path
 
 __all__ = ["WeightEntry", "ENTRIES", "get_entry", "register", "locate", "Located",
-           "LoadedWeights", "load_state_dict", "load_weights", "build_model", "mobilenet_v1",
+           "load_state_dict", "load_weights", "build_model", "mobilenet_v1",
            "apply_model_kwargs", "convert_to_file", "imagenet_graph_path", "cache_dir",
            "WeightsError", "UnknownEntryError", "WeightsDownloadError", "HashMismatchError",
            "CorruptWeightsError", "IncompatibleWeightsError", "MissingGraphError"]
