@@ -12,6 +12,10 @@
   from image to boxes, NMS included; :mod:`.detector_runtime`: :class:`DeployedDetector` runs
   it and returns mmdet- or torchvision-style results; :mod:`.detector_pipeline`: export, int8,
   backend choice and checks behind ``tools/deploy.py``.
+* :mod:`.mobile`: ExecuTorch ``.pte`` and LiteRT ``.tflite`` files (XNNPACK, fp32 / int8) of the
+  classifier and backbone, and their runners; :mod:`.detector_mobile`: the detectors' graph for
+  them, with the NMS tail on the host (``pip install mnet-backbone[mobile]``,
+  ``bash tools/install_litert.sh``).
 * :mod:`.backends`: ONNX Runtime and OpenVINO at fp32 / bf16 / int8, ``backend="auto"``;
   :mod:`.timing`: the interleaved timing primitive the benchmarks under ``tools/`` use.
 
