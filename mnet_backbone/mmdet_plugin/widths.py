@@ -41,6 +41,8 @@ from mmengine.logging import print_log
 from ..model import STAGE_STRIDES, detector_widths, stage_channels
 from ..openmmlab.init_patch import InitPatch
 from ..openmmlab.registry import config_class
+from ..weights import ENTRIES
+from .backbone import MobileNetV1
 
 SUPPORTED_MMDET = '3.3.'
 _PATCH = InitPatch()
@@ -54,19 +56,14 @@ def _fmt(xs) -> str:
     return '(' + ', '.join(map(str, xs)) + ')'
 
 
-def _mnet_class():
-    from .backbone import MobileNetV1
-    return MobileNetV1
-
-
 def is_mnet_backbone(cfg) -> bool:
     cls = config_class(cfg, MODELS)
-    return cls is not None and issubclass(cls, _mnet_class())
+    return cls is not None and issubclass(cls, MobileNetV1)
 
 
 def backbone_args(cfg: dict) -> Tuple[float, Tuple[int, ...]]:
     """``alpha`` and ``out_indices`` of a MobileNetV1 backbone config (with the class defaults)."""
-    defaults = inspect.signature(_mnet_class().__init__).parameters
+    defaults = inspect.signature(MobileNetV1.__init__).parameters
     alpha = cfg.get('alpha', defaults['alpha'].default)
     out_indices = cfg.get('out_indices', defaults['out_indices'].default)
     try:
@@ -295,7 +292,6 @@ def resolve(backbone: dict, neck: Optional[dict], heads: Dict[str, Optional[dict
 def check_normalisation(backbone: dict, data_preprocessor: Optional[dict]) -> bool:
     """Warn (and return False) when the backbone names ``mnet://`` weights whose input
     normalisation is not the detector's ``data_preprocessor``'s (RGB, mean/std x 255)."""
-    from ..weights import ENTRIES
     init = backbone.get('init_cfg')
     for cfg in (init if isinstance(init, (list, tuple)) else [init]):
         checkpoint = str(cfg.get('checkpoint', '')) if isinstance(cfg, dict) else ''
