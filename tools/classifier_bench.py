@@ -282,6 +282,28 @@ def run_benchmark(cfg: BenchConfig) -> Dict[str, object]:
                 _first_output(load(path, "openvino", precision, cfg.threads)),
                 ref if precision == "fp32" else None, note=note)
 
+    from mnet_backbone.deploy import mobile
+    for runtime, label in (("executorch", "ExecuTorch .pte"), ("litert", "LiteRT .tflite")):
+        try:
+            mobile.require_runtime(runtime, export=True)
+        except mobile.MobileRuntimeNotInstalledError as exc:
+            _log(cfg, f"  {label} skipped: {exc}")
+            continue
+        _log(cfg, f"{label} (XNNPACK) fp32 and int8 files of the same weights ...")
+        for precision in mobile.PRECISIONS:
+            path = os.path.join(cfg.work_dir,
+                                f"mnet_1.0_224_{precision}{mobile.SUFFIXES[runtime]}")
+            mobile.export_classifier(core, path, precision=precision, verify=False,
+                                     calibration=_render(64, res, seed=4)
+                                     if precision == "int8" else None)
+            add(f"mnet {label} {precision} (XNNPACK)", "ours", precision, ma,
+                _first_output(mobile.load(path, cfg.threads, precision=precision)),
+                ref if precision == "fp32" else None,
+                note=f"mnet_backbone.deploy.mobile, {mobile.file_size_mb(path)} MB; batch-1 file, "
+                     f"batches run image by image" + (
+                         "; PT2E int8 on the ONNX int8 path's calibration images"
+                         if precision == "int8" else ""))
+
     if cfg.peers:
         add("ONNX Runtime plain session, fp32 file", "runtime", "fp32", ma,
             _ort_runner(ort_session(fp32_path, cfg.threads)), ref,
