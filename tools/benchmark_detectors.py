@@ -10,8 +10,11 @@ torchvision's ssdlite320_mobilenet_v3_large and mmdet's SSDLite-MobileNetV2 (its
 the mmdet wheel; its SSDHead swapped for SSDHeadPatched, which only adds the attribute mmdet
 3.3.0's predict needs), all with COCO's 80 classes and random weights. Paths: PyTorch eager (the
 model's own predict), and the exported graph on ONNX Runtime (fp32, int8) and OpenVINO (fp32,
-bf16 where the CPU has it, int8). Timings are interleaved round by round. With random weights
-the number of (box, class) candidates that reach NMS differs per model: the table lists it.
+bf16 where the CPU has it, int8), ExecuTorch (.pte) and LiteRT (.tflite) on XNNPACK (fp32, int8;
+the same graph without NMS, which runs on the host: deploy.detector_mobile; a model a runtime
+cannot take is listed with the exporter's error). Timings are interleaved round by round. With
+random weights the number of (box, class) candidates that reach NMS differs per model: the table
+lists it.
 Writes benchmark_detectors.{md,json,png}.
 """
 import argparse
@@ -106,8 +109,9 @@ def candidates_per_image(model, image):
 
 
 def run(args):
-    from mnet_backbone.deploy import backends
+    from mnet_backbone.deploy import DeployedDetector, backends, mobile
     from mnet_backbone.deploy.detector_export import export_detector
+    from mnet_backbone.deploy.detector_mobile import export_detector_mobile
     from mnet_backbone.deploy.quant import DETECTOR_OP_TYPES, quantize_int8
     from mnet_backbone.deploy.timing import time_interleaved
 
@@ -117,6 +121,13 @@ def run(args):
     bf16 = backends.bf16_support()
     rows, b1_runners = [], {}
     inputs = {}
+    mobile_runtimes, not_exported = [], []
+    for runtime in mobile.RUNTIMES:
+        try:
+            mobile.require_runtime(runtime, export=True)
+            mobile_runtimes.append(runtime)
+        except mobile.MobileRuntimeNotInstalledError as exc:
+            print(f"[bench] {runtime} skipped: {exc}", flush=True)
     for name, (family, source) in MODELS.items():
         print(f"[bench] building and exporting {name}", flush=True)
         model, eager, cost = build(family, source)
@@ -143,6 +154,19 @@ def run(args):
                 file = int8 if precision == "int8" else fp32
                 paths.append((backend, precision, backends.load(file, backend, precision,
                                                                 args.threads)))
+        for runtime in mobile_runtimes:  # the same graph as a .pte / .tflite, NMS on the host
+            for precision in mobile.PRECISIONS:
+                file = osp.join(tmp, f"{len(rows)}_{precision}{mobile.SUFFIXES[runtime]}")
+                calib = torch.from_numpy(images[:args.calib]) if precision == "int8" else None
+                try:
+                    export_detector_mobile(model, file, runtime, precision=precision,
+                                           calibration=calib)
+                except (ValueError, TypeError) as exc:  # the exporters' one-line errors
+                    not_exported.append(dict(model=name, path=runtime, precision=precision,
+                                             why=str(exc)))
+                    continue
+                detector = DeployedDetector(file, threads=args.threads)
+                paths.append((runtime, precision, lambda x, d=detector: d(x)))
         for path, precision, runner in paths:
             key = f"{name} | {path} | {precision}"
             rows.append(dict(base, path=path, precision=precision, key=key,
@@ -159,7 +183,8 @@ def run(args):
                 row["b1_ms"] = round(statistics.median(t1[row["key"]]) * 1e3, 2)
                 row[f"b{args.batch}_img_s"] = round(
                     args.batch / statistics.median(tb[row["key"]]), 1)
-    return dict(rows=rows, threads=args.threads, batch=args.batch, bf16=bf16,
+    return dict(rows=rows, not_exported=not_exported, threads=args.threads, batch=args.batch,
+                bf16=bf16,
                 machine=backends.machine_fingerprint(args.threads),
                 versions={b: __import__(b).__version__ for b in have + ["torch"]})
 
@@ -217,6 +242,11 @@ def targets(report):
         if r["model"] != MAIN or r["path"] == "PyTorch eager":
             continue
         peer = row(TV_PEER, r["path"], r["precision"])
+        if peer is None:
+            target(f"faster per mult-add than torchvision's ssdlite320_mobilenet_v3_large on "
+                   f"{r['path']} {r['precision']}", None, "the peer did not run there (see "
+                   "'Not exported')")
+            continue
         ours = r["b1_ms"] / r["mult_adds"]
         theirs = peer["b1_ms"] / peer["mult_adds"]
         target(f"faster per mult-add than torchvision's ssdlite320_mobilenet_v3_large on "
@@ -224,6 +254,11 @@ def targets(report):
                f"{ours * 1e9:.2f} vs {theirs * 1e9:.2f} ms per GMAC "
                f"({r['b1_ms']} ms / {r['mult_adds'] / 1e9:.2f} GMAC vs {peer['b1_ms']} ms / "
                f"{peer['mult_adds'] / 1e9:.2f} GMAC)")
+    f32, i8 = row(MAIN, "executorch", "fp32"), row(MAIN, "executorch", "int8")
+    if f32 and i8:
+        target(f"int8 {MAIN} .pte >= 1.8x faster than its fp32 .pte (batch 1)",
+               f32["b1_ms"] / i8["b1_ms"] >= 1.8,
+               f"{f32['b1_ms']} / {i8['b1_ms']} ms = {f32['b1_ms'] / i8['b1_ms']:.2f}x")
     if report["bf16"]["supported"]:
         for model in MODELS:
             f32, b16 = row(model, "openvino", "fp32"), row(model, "openvino", "bf16")
@@ -258,6 +293,10 @@ def markdown(report):
                    f"{r['params'] / 1e6:.2f}M | {r['candidates']} | {r['path']} | "
                    f"{r['precision']} | {r['b1_ms']:.2f} | {r[f'b{b}_img_s']:.1f} | "
                    f"{eager[r['model']] / r['b1_ms']:.2f}x |")
+    if report.get("not_exported"):
+        out += ["", "Not exported (the exporter's error):", ""]
+        out += [f"- {r['model']}, {r['path']} {r['precision']}: {r['why']}"
+                for r in report["not_exported"]]
     if report.get("accuracy"):
         out += ["", "Main job detector (SSDLite320-MobileNetV1-0.25, shapes val set, COCO "
                 "bbox mAP):", "",
