@@ -338,7 +338,7 @@ def test_torchvision_ssdlite_exports_with_its_own_postprocessing(shapes320, tmp_
     from torchvision.models import get_model
     from mnet_backbone.deploy import DeployedDetector
     from mnet_backbone.deploy.detector_export import export_detector
-    from mnet_backbone.deploy.detector_runtime import load_rgb
+    from mnet_backbone.images import load_rgb
     from mnet_backbone.tv_models.deploy import load_tv_detector, pytorch_predict
     torch.manual_seed(0)
     model = get_model("ssdlite320_mobilenet_v1", num_classes=6, alpha=0.25, weights=None,

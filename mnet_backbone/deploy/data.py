@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..images import IMAGE_EXTENSIONS
+from ..images import IMAGE_EXTENSIONS, load_rgb
 from ..model import MobileNetV1
 
 __all__ = ["render_shapes", "normalize", "calibrate_bn", "train_classifier", "shapes_classifier",
@@ -222,8 +222,6 @@ def read_images(files: Sequence[str], resolution: int = 224,
     center-cropped: the released weights' evaluation transform) and the number of files that
     could not be decoded (skipped; a :class:`CalibrationError` if none could)."""
     from PIL import Image
-
-    from .detector_runtime import load_rgb  # the one image decoder of deploy (clear errors)
 
     short = math.floor(resolution / crop_pct)
     out: List[Tensor] = []

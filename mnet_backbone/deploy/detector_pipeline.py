@@ -34,13 +34,14 @@ import torch
 from torch import nn
 
 from ..files import PARTIAL_SUFFIX, atomic_write, check_writable_folder
+from ..images import load_rgb
 from . import backends, mobile
 # The classifier's export lists and checks calibration folders the same way (one owner: data).
 from .data import CalibrationError, calibration_files
 from .detector_export import (GRAPH_OUTPUTS, RAW_OUTPUTS, DetectorGraph, detector_spec,
                               export_detector)
 from .detector_mobile import export_detector_mobile, placement, spec_file
-from .detector_runtime import MANIFEST, DeployedDetector, coco_map, load_rgb
+from .detector_runtime import MANIFEST, DeployedDetector, coco_map
 from .timing import time_interleaved
 
 __all__ = ["ValSet", "deploy_detector", "check_output_dir", "calibration_files",

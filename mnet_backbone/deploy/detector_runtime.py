@@ -22,27 +22,15 @@ import torch
 
 import torch.nn.functional as F
 
+from ..images import load_rgb
 from . import mobile
 from .backends import Runner, open_model
 from .detector_export import GRAPH_OUTPUTS, DetectorSpec, nms_tail, read_spec
 from .detector_mobile import read_mobile_spec
 
-__all__ = ["DeployedDetector", "load_rgb", "coco_map", "MANIFEST", "manifest_file"]
+__all__ = ["DeployedDetector", "coco_map", "MANIFEST", "manifest_file"]
 
 MANIFEST = "deploy.json"
-
-
-def load_rgb(path: str) -> np.ndarray:
-    """An image file as H x W x 3 uint8 RGB (one clear error for a missing or broken file)."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image {path!r} does not exist")
-    try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"image {path!r} cannot be decoded ({exc})") from None
 
 
 def manifest_file(folder: str, precision: str) -> str:

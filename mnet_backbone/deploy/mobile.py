@@ -42,6 +42,7 @@ from torch import Tensor, nn
 from ..files import atomic_write
 from ..model import MobileNetV1
 from .backends import BackendNotInstalledError, Runner, default_threads
+from .data import calibration_files, normalize, read_images
 from .equalize import bias_correct
 from .export import _exportable, output_names
 
@@ -309,7 +310,6 @@ def calibration_images(calib_dir: str, resolution: int = 224, limit: int = 200
                        ) -> Tuple[Tensor, str]:
     """The user's calibration images for the classifier (normalised N x 3 x R x R, the same
     folder checks and preprocessing as the ONNX int8 path) and a line saying what was used."""
-    from .data import calibration_files, normalize, read_images
 
     files, skipped = calibration_files(calib_dir, limit)
     raw, bad = read_images(files, resolution)
