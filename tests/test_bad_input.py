@@ -180,6 +180,7 @@ def test_test_py_refuses_a_checkpoint_that_does_not_fit(shapes_root, tmp_path, c
     assert line.startswith(f"error: {ckpt} does not fit the model; ") and cause in line, line
 
 
+@pytest.mark.slow
 @needs_mmdet
 def test_load_from_must_fit_most_of_the_model(shapes_root, tmp_path, capsys):
     from mnet_backbone.openmmlab.commands import train as run_train

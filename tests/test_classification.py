@@ -115,6 +115,7 @@ def trained(folder_root, tmp_path_factory):
     return dict(runner=runner, work=work, opts=opts, checkpoint=work / 'epoch_2.pth')
 
 
+@pytest.mark.slow
 def test_train_val_test_resume_through_runner(trained, tmp_path):
     runner, work, opts = trained['runner'], trained['work'], trained['opts']
     # 20 train images, batch 8 (last batch of 4): 3 iterations per epoch

@@ -46,6 +46,7 @@ def test_table2_shares_sum_to_100():
     assert round(shares["conv3x3"][0], 2) == 1.91
 
 
+@pytest.mark.slow
 def test_format_and_cli(tmp_path, capsys):
     text = format_paper_tables()
     assert "Table 7" in text and "1.19" in text and "NO" not in text

@@ -121,6 +121,7 @@ def test_deployed_backbone_without_classifier():
     assert fast(x).shape == (3, model.num_features)
 
 
+@pytest.mark.slow
 @needs_ort
 @pytest.mark.parametrize("features", [False, True])
 def test_onnx_export_matches_onnxruntime(tmp_path, features):
@@ -156,6 +157,7 @@ def test_onnx_export_matches_onnxruntime(tmp_path, features):
             close(torch.from_numpy(out), r)
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_export(tmp_path):
     from mnet_backbone.deploy.export import export_torchscript, verify_torchscript
@@ -192,6 +194,7 @@ def test_torchscript_export_of_a_subclass_keeps_the_core_forwards(tmp_path):
     assert not loaded.training
 
 
+@pytest.mark.slow
 @needs_ort
 def test_int8_runs_and_agrees_with_fp32(tmp_path):
     """A tiny classifier whose decisions mean something (it names an image's dominant colour
@@ -223,6 +226,7 @@ def test_int8_runs_and_agrees_with_fp32(tmp_path):
     assert result.top1_agreement >= 0.85, result
 
 
+@pytest.mark.slow
 @needs_ort
 @pytest.mark.parametrize("features", [False, True])
 def test_classifier_and_backbone_files_on_every_backend(tmp_path, features):

@@ -136,6 +136,7 @@ def test_dwconv_weights_get_no_weight_decay():
             assert decay[id(module.weight)] == (0.0 if is_dw else pytest.approx(base_decay)), name
 
 
+@pytest.mark.slow
 def test_missing_dataset_error(tmp_path, capsys):
     missing = tmp_path / 'nowhere'
     cfg = Config.fromfile(config_path('ssd_mnet.py'))
@@ -169,9 +170,8 @@ def test_train_val_test_through_runner(shapes_root, tmp_path):
     assert len(drawn) == 4
 
 
-@pytest.mark.parametrize('config', [
-    pytest.param(c, marks=[pytest.mark.slow] if 'rcnn' in c else []) for c in CONFIGS
-    if c != 'ssdlite320_mnet_a050.py'])
+@pytest.mark.slow
+@pytest.mark.parametrize('config', [c for c in CONFIGS if c != 'ssdlite320_mnet_a050.py'])
 def test_every_config_passes_val_and_test(config, shapes_root, tmp_path):
     from mmengine.runner import Runner
     opts = tiny_options(config, shapes_root)

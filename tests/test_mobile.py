@@ -37,6 +37,7 @@ def classifier():
     return calibrate_bn(model, normalize(render_shapes(32, 96, seed=1)[0]))
 
 
+@pytest.mark.slow
 @needs_runtime
 @by_runtime
 def test_classifier_fp32_matches_pytorch(classifier, runtime, tmp_path):
@@ -57,6 +58,7 @@ def test_classifier_fp32_matches_pytorch(classifier, runtime, tmp_path):
         runner(np.zeros((1, 3, 64, 64), np.float32))
 
 
+@pytest.mark.slow
 @needs_runtime
 def test_backbone_features_keep_their_order(classifier, tmp_path):
     from mnet_backbone.deploy.mobile import export_classifier, load

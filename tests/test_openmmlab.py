@@ -13,6 +13,7 @@ pytestmark = pytest.mark.skipif(not (has('mmengine') and has('mmcv')),
                                 reason='needs mmengine and mmcv')
 
 
+@pytest.mark.slow
 def test_the_classification_face_loads_without_mmdet():
     if not has('mmpretrain'):
         pytest.skip('needs mmpretrain')

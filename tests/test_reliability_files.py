@@ -218,6 +218,7 @@ def _env(torch_home):
                 PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
 
 
+@pytest.mark.slow
 def test_processes_share_a_damaged_cache(served, tmp_path, monkeypatch):
     """Three loaders (two processes and this one) load three entries at once from a cache
     holding a stale converted .pth, a truncated converted .pth, truncated raw downloads (with and

@@ -143,6 +143,7 @@ def test_moved_private_api_gives_a_clear_error(monkeypatch):
         _compat.load()
 
 
+@pytest.mark.slow
 def test_moved_private_api_keeps_core_importable():
     # A fresh interpreter where torchvision lost a private name this face needs.
     script = textwrap.dedent("""
