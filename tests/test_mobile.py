@@ -120,18 +120,33 @@ def tv_detector(tmp_path_factory):
     return model.eval(), images
 
 
+@pytest.fixture(scope="module")
+def fp32_detector_file(tv_detector, tmp_path_factory):
+    """runtime -> the fp32 file of ``tv_detector`` for it, exported once for the module (each
+    export takes 10-20 s)."""
+    from mnet_backbone.deploy.detector_mobile import export_detector_mobile
+    folder, files = tmp_path_factory.mktemp("mobile_fp32"), {}
+
+    def get(runtime: str) -> str:
+        if runtime not in files:
+            files[runtime] = str(folder / f"det{SUFFIX[runtime]}")
+            export_detector_mobile(tv_detector[0], files[runtime])
+        return files[runtime]
+
+    return get
+
+
 @pytest.mark.slow
 @needs_runtime
 @by_runtime
-def test_detector_matches_torchvision_box_by_box(tv_detector, runtime, tmp_path):
+def test_detector_matches_torchvision_box_by_box(tv_detector, fp32_detector_file, runtime):
     from test_deploy_detector import match_fraction
     from mnet_backbone.deploy import DeployedDetector
     from mnet_backbone.deploy.detector_export import DetectorGraph, detector_spec
-    from mnet_backbone.deploy.detector_mobile import export_detector_mobile, read_mobile_spec
+    from mnet_backbone.deploy.detector_mobile import read_mobile_spec
     from mnet_backbone.tv_models.deploy import pytorch_predict
     model, images = tv_detector
-    path = str(tmp_path / f"det{SUFFIX[runtime]}")
-    export_detector_mobile(model, path)
+    path = fp32_detector_file(runtime)
     _, info = read_mobile_spec(path)
     assert info["placement"]["on_host"][0] == "greedy NMS per class"
     det = DeployedDetector(path)
@@ -325,7 +340,8 @@ def test_deploy_tool_writes_a_mobile_folder_with_the_summary(tv_detector, shapes
 @pytest.mark.slow
 @needs_runtime
 @by_runtime
-def test_int8_detector_quantizes_the_network_only(tv_detector, runtime, tmp_path):
+def test_int8_detector_quantizes_the_network_only(tv_detector, fp32_detector_file, runtime,
+                                                  tmp_path):
     """Backbone and head weights int8 (the file shrinks; before, the quantizer's module-name
     filter skipped every conv weight and the file stayed fp32), decoding fp32 (the boxes are
     decoded and clipped as in fp32). Detection-level fidelity of int8 is measured on a trained
@@ -334,8 +350,7 @@ def test_int8_detector_quantizes_the_network_only(tv_detector, runtime, tmp_path
     from mnet_backbone.deploy.detector_mobile import export_detector_mobile
     model, images = tv_detector
     calib = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float()
-    paths = {p: str(tmp_path / f"det_{p}{SUFFIX[runtime]}") for p in ("fp32", "int8")}
-    export_detector_mobile(model, paths["fp32"])
+    paths = {"fp32": fp32_detector_file(runtime), "int8": str(tmp_path / f"det{SUFFIX[runtime]}")}
     export_detector_mobile(model, paths["int8"], precision="int8", calibration=calib)
     assert os.path.getsize(paths["int8"]) < 0.6 * os.path.getsize(paths["fp32"])
     for result in DeployedDetector(paths["int8"]).predict(images[:2]):
