@@ -19,7 +19,6 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
-
 import torch.nn.functional as F
 
 from ..images import load_rgb
