@@ -15,7 +15,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 import torch
 from torch import nn
 
-from .model import PAPER_RESOLUTIONS, PAPER_RHOS, plan_blocks, scale_channels
+from .model import PAPER_RESOLUTIONS, PAPER_RHOS, MobileNetV1, plan_blocks, scale_channels
+from .published import PAPER_ALPHAS
 
 __all__ = ["LayerCost", "Cost", "layer_costs", "count", "measure", "share_by_kind",
            "paper_tables", "PaperRow", "scaled_by_rho"]
@@ -220,7 +221,6 @@ def scaled_by_rho(rho: float, alpha: float = 1.0) -> Cost:
 
 def cross_check(alpha: float = 1.0, resolution: int = 224, **kwargs) -> Tuple[Cost, Cost]:
     """The analytic count and the hook count of a real model built with the same arguments."""
-    from .model import MobileNetV1
     model = MobileNetV1(alpha=alpha, **kwargs)
     return count(alpha, resolution, **kwargs), measure(model, resolution)
 
@@ -258,33 +258,7 @@ def format_layers(alpha: float = 1.0, resolution: int = 224, **kwargs) -> str:
     return "\n".join(lines)
 
 
-def cost_grid(alphas=(1.0, 0.75, 0.5, 0.25), resolutions=PAPER_RESOLUTIONS
+def cost_grid(alphas=PAPER_ALPHAS, resolutions=PAPER_RESOLUTIONS
               ) -> List[Tuple[float, int, Cost]]:
     """Cost of every alpha x resolution model (the paper's Figure 4/5 population)."""
     return [(a, r, count(a, r)) for a in alphas for r in resolutions]
-
-
-def plot_cost_grid(path: str) -> str:
-    """PNG of mult-adds vs parameters for the 16 alpha x resolution models; returns ``path``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
-    grid = cost_grid()
-    for resolution in PAPER_RESOLUTIONS:
-        pts = [(c.params / 1e6, c.mult_adds / 1e6, a) for a, r, c in grid if r == resolution]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=f"{resolution}px")
-        for params, ma, a in pts:
-            ax.annotate(f"{a}", (params, ma), textcoords="offset points", xytext=(4, 2),
-                        fontsize=7)
-    ax.set_xlabel("parameters (M)")
-    ax.set_ylabel("mult-adds (M)")
-    ax.set_yscale("log")
-    ax.set_title("MobileNetV1: width multiplier (labels) x resolution")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(title="input")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path

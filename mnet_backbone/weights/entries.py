@@ -7,7 +7,8 @@ field is ``None``:
   ``mobilenet_<1_0|7_5|5_0|2_5>_<res>_tf.h5`` under ``BASE_WEIGHT_PATH``; Keras downloads them
   without a hash, so ``sha256`` is ``None``. Keras documents (module docstring, keras.io) the
   paper's ImageNet accuracy for the four widths at 224 (Table 6) and for alpha 1.0 at the four
-  resolutions (Table 7); the other nine files have no published accuracy (``top1=None``). No
+  resolutions (Table 7), quoted from :mod:`mnet_backbone.published`; the other nine files have
+  no published accuracy (``top1=None``). No
   top-5 is published with them. The keras-applications README also lists Keras' own measurement
   of the four 224 files, quoted in their ``docs``. Keras' ``preprocess_input`` (mode "tf") maps
   pixels to [-1, 1], i.e. mean = std = 0.5 on [0, 1] inputs; the evaluation crop fraction is
@@ -22,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from ..published import paper_top1
 from .hub import UnknownEntryError
 
 __all__ = ["WeightEntry", "ENTRIES", "get_entry", "register", "KERAS_MODEL_KWARGS",
@@ -84,10 +86,6 @@ def get_entry(name) -> WeightEntry:
 
 KERAS_BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
 _KERAS_ALPHA_TEXT = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}
-# The paper's Table 6 (widths at 224) and Table 7 (alpha 1.0 at each resolution), as quoted in the
-# Keras MobileNet documentation.
-_KERAS_TOP1 = {(1.0, 224): 70.6, (0.75, 224): 68.4, (0.5, 224): 63.7, (0.25, 224): 50.6,
-               (1.0, 192): 69.1, (1.0, 160): 67.2, (1.0, 128): 64.4}
 # keras-applications README: Keras' own single-crop top-1 / top-5 error of the 224 files.
 _KERAS_MEASURED_ERR = {1.0: (29.576, 10.496), 0.75: (31.588, 11.758), 0.5: (35.708, 14.376),
                        0.25: (48.418, 24.208)}
@@ -96,7 +94,7 @@ _KERAS_MEASURED_ERR = {1.0: (29.576, 10.496), 0.75: (31.588, 11.758), 0.5: (35.7
 def _keras_docs(alpha: float, resolution: int) -> str:
     text = (f"Google's MobileNetV1 {alpha} at {resolution}px, translated by Keras from the "
             f"TF-slim checkpoints (ReLU6, BN eps 1e-3, TF 'SAME' padding).")
-    if (alpha, resolution) not in _KERAS_TOP1:
+    if paper_top1(alpha, resolution)[0] is None:
         text += " Keras and the paper publish no ImageNet accuracy for this file."
     if resolution == 224:
         top1_err, top5_err = _KERAS_MEASURED_ERR[alpha]
@@ -111,7 +109,7 @@ for _alpha, _text in _KERAS_ALPHA_TEXT.items():
             name=f"keras_{_alpha}_{_res}",
             url=f"{KERAS_BASE_URL}mobilenet_{_text}_{_res}_tf.h5",
             source="keras", license="Apache-2.0", alpha=_alpha, resolution=_res,
-            num_classes=1000, top1=_KERAS_TOP1.get((_alpha, _res)), top5=None, sha256=None,
+            num_classes=1000, top1=paper_top1(_alpha, _res)[0], top5=None, sha256=None,
             model_kwargs=dict(KERAS_MODEL_KWARGS), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
             crop_pct=0.875, file_size_mb=None,
             recipe="https://github.com/tensorflow/models/blob/master/research/slim/nets/"
