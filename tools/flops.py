@@ -7,6 +7,8 @@
 import argparse
 import sys
 
+from cost_plot import plot_cost_grid
+
 from mnet_backbone import cost
 from mnet_backbone.model import input_size
 
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
                   f"{hooked.params / 1e6:6.3f}M params  {verdict}")
         print("\nall rows match the paper" if ok else "\nSOME ROWS DIFFER")
     if args.plot:
-        print(f"plot written to {cost.plot_cost_grid(args.plot)}")
+        print(f"plot written to {plot_cost_grid(args.plot)}")
     return 0 if ok else 1
 
 
