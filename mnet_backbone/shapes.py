@@ -1,7 +1,14 @@
-"""A small, seeded detection data set of shapes on cluttered backgrounds, in COCO format.
+"""Synthetic shapes on cluttered backgrounds: the one renderer, and the seeded detection set.
 
-Written as ordinary JPEG files plus ``annotations/instances_{train,val}2017.json``, the layout of
-COCO itself, so mmdet's ``CocoDataset``/``CocoMetric`` (and any COCO tool) read it unchanged.
+:func:`render_image` draws every synthetic image of the package: the detection set's scenes
+(written here in COCO format), the classification set's one-shape images
+(:mod:`mnet_backbone.shapes_cls`) and the rendered calibration / evaluation images of deploy and
+the benchmarks (:func:`render_shapes`). A :class:`ShapesSpec` says how: image size, how many
+objects, their sizes, and the background (textured clutter, or a smooth gradient).
+
+The detection set (:func:`make_shapes_dataset`) is written as ordinary JPEG files plus
+``annotations/instances_{train,val}2017.json``, the layout of COCO itself, so mmdet's
+``CocoDataset``/``CocoMetric`` (and any COCO tool) read it unchanged.
 
 Objects are drawn in random depth order and may overlap. A new object is placed only where it
 leaves every earlier object at least half visible, and every box is the box of the pixels that stay
@@ -19,10 +26,12 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFilter
+from torch import Tensor
 
 CLASSES = ("circle", "square", "triangle", "star", "cross")
 MIN_VISIBLE = 0.5  # fraction of an object's own area that must stay visible
@@ -37,6 +46,14 @@ class ShapesSpec:
     min_size: int = 24  # px, shorter side of an object's box
     max_size_frac: float = 0.6  # of the shorter image side
     seed: int = 0
+    clutter: bool = True  # False: a smooth two-colour gradient with mild noise instead
+
+
+def single_shape_spec(size: int, clutter: bool = True) -> ShapesSpec:
+    """One shape per ``size`` x ``size`` image, its shorter side at least a third of the image
+    (the rendered calibration and evaluation images of deploy and the benchmarks)."""
+    return ShapesSpec(image_size=(size, size), max_objects=1, min_size=max(8, size // 3),
+                      max_size_frac=0.7, clutter=clutter)
 
 
 def _polygon(cls: str, cx: float, cy: float, w: float, h: float,
@@ -146,6 +163,17 @@ def cluttered_background(rng: np.random.Generator, width: int, height: int) -> I
     return img
 
 
+def plain_background(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A smooth two-colour gradient with mild sensor noise (the easy, uncluttered variant)."""
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    theta = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:height, 0:width] / max(max(width, height) - 1, 1)
+    t = (xx * math.cos(theta) + yy * math.sin(theta) + 1.5) / 3.0
+    arr = c0 + (c1 - c0) * t[..., None]
+    arr = arr + rng.normal(0, rng.uniform(2, 8), arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
 def draw_shape(draw: ImageDraw.ImageDraw, cls: str, cx: float, cy: float, w: float, h: float,
                angle: float, fill) -> None:
     """One filled shape of class ``cls``: box ``w`` x ``h`` centred at (``cx``, ``cy``), rotated by
@@ -156,21 +184,27 @@ def draw_shape(draw: ImageDraw.ImageDraw, cls: str, cx: float, cy: float, w: flo
         draw.polygon(_polygon(cls, cx, cy, w, h, angle), fill=fill)
 
 
-def render_image(rng: np.random.Generator, spec: ShapesSpec) -> Tuple[Image.Image, List[Dict]]:
-    """One image and its objects (class index and visible box ``[x, y, w, h]``)."""
+def render_image(rng: np.random.Generator, spec: ShapesSpec,
+                 category: Optional[int] = None) -> Tuple[Image.Image, List[Dict]]:
+    """One image and its objects (class index, visible box ``[x, y, w, h]``, ``area``,
+    ``segmentation``): 1 to ``spec.max_objects`` shapes of random class (``category``: all of
+    that class), size, aspect, rotation, colour and position; a third of the images slightly
+    blurred. An object that would hide more than half of an earlier one is left out, so an image
+    may hold fewer objects than drawn (see :func:`render_single`)."""
     width, height = spec.image_size
-    img = cluttered_background(rng, width, height)
+    background = cluttered_background if spec.clutter else plain_background
+    img = background(rng, width, height)
     ids = Image.new("I", (width, height), 0)  # instance map: 0 = background, k = object k
     draw, draw_ids = ImageDraw.Draw(img), ImageDraw.Draw(ids)
     objects: List[Dict] = []
     full_area: List[int] = []
     for _ in range(int(rng.integers(1, spec.max_objects + 1))):
-        cls_idx = int(rng.integers(len(CLASSES)))
+        cls_idx = int(rng.integers(len(CLASSES))) if category is None else category
         cls = CLASSES[cls_idx]
         max_size = spec.max_size_frac * min(width, height)
         size = math.exp(rng.uniform(math.log(spec.min_size * 1.3), math.log(max_size)))
         aspect = math.exp(rng.uniform(-0.5, 0.5)) if cls != "star" else 1.0
-        w, h = size * math.sqrt(aspect), size / math.sqrt(aspect)
+        w, h = min(size * math.sqrt(aspect), width), min(size / math.sqrt(aspect), height)
         angle = rng.uniform(-0.3, 0.3) if cls != "circle" else 0.0
         cx, cy = rng.uniform(w / 2, width - w / 2), rng.uniform(h / 2, height - h / 2)
         # Try the new object on a copy of the instance map; keep it only if every earlier
@@ -200,6 +234,33 @@ def render_image(rng: np.random.Generator, spec: ShapesSpec) -> Tuple[Image.Imag
     if rng.random() < 0.3:
         img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.0)))
     return img, objects
+
+
+def render_single(rng: np.random.Generator, spec: ShapesSpec,
+                  category: Optional[int] = None) -> Tuple[Image.Image, int]:
+    """An image of :func:`render_image` holding exactly one shape, and its class index (drawn
+    again in the rare case the shape was left out); ``spec.max_objects`` should be 1."""
+    while True:
+        img, objects = render_image(rng, spec, category)
+        if len(objects) == 1:
+            return img, objects[0]["category"]
+
+
+def render_shapes(count: int, size: int = 128, seed: int = 0,
+                  clutter: bool = True) -> Tuple[Tensor, Tensor]:
+    """``count`` RGB images (uint8, N x 3 x size x size) of one shape each
+    (:func:`single_shape_spec`), and their class labels: the rendered calibration and evaluation
+    images. ``clutter=True``: the detection set's textured background with random strokes (a
+    hard task to learn from scratch in minutes); ``clutter=False``: a smooth gradient with noise.
+    The same arguments always give the same images."""
+    spec = single_shape_spec(size, clutter)
+    rng = np.random.default_rng(seed)
+    images = np.empty((count, size, size, 3), dtype=np.uint8)
+    labels = np.empty(count, dtype=np.int64)
+    for i in range(count):
+        img, labels[i] = render_single(rng, spec)
+        images[i] = np.asarray(img.convert("RGB"))
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(labels)
 
 
 def _write_split(root: str, split: str, count: int, spec: ShapesSpec,

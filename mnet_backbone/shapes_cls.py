@@ -1,9 +1,10 @@
 """A small, seeded classification data set: one shape per image on a cluttered background.
 
-The five classes of the shapes detection set (:mod:`mnet_backbone.shapes`, whose background and
-drawing helpers this reuses), written in the plain class-folder layout that
-mmpretrain's ``CustomDataset``, :class:`~mnet_backbone.mmpretrain_plugin.ImageFolderDataset` and
-torchvision's ``ImageFolder`` read::
+The five classes of the shapes detection set, drawn by its renderer
+(:func:`mnet_backbone.shapes.render_single`, one shape of a given class), written in the plain
+class-folder layout that mmpretrain's ``CustomDataset``,
+:class:`~mnet_backbone.mmpretrain_plugin.ImageFolderDataset` and torchvision's ``ImageFolder``
+read::
 
     root/train/<class>/<class>_000000.jpg ...
     root/val/<class>/<class>_000000.jpg ...
@@ -11,24 +12,22 @@ torchvision's ``ImageFolder`` read::
 File names are unique across classes, as ImageNet's are (mmpretrain's visualisation hook names
 its pictures after them).
 
-Each image holds one shape of random size (35-80 % of the image side), aspect ratio, rotation,
-colour and position, on the detection set's textured background with thin clutter strokes; a
-third are slightly blurred. Every class has the same number of images.
+Each image holds one shape of random size (its shorter side at least 35 % of the image side, its
+size up to 80 %), aspect ratio, rotation, colour and position, on the detection set's textured
+background with thin clutter strokes; a third are slightly blurred. Every class has the same
+number of images.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Dict
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
 
-from .shapes import CLASSES, cluttered_background, draw_shape
+from .shapes import CLASSES, ShapesSpec, render_single
 
-__all__ = ["CLASSES", "ShapesClsSpec", "make_shapes_cls_dataset", "render_shape_image",
-           "is_complete"]
+__all__ = ["CLASSES", "ShapesClsSpec", "make_shapes_cls_dataset", "is_complete"]
 
 
 @dataclass(frozen=True)
@@ -36,27 +35,15 @@ class ShapesClsSpec:
     train_per_class: int = 800
     val_per_class: int = 100
     image_size: int = 64  # px, square
-    min_size_frac: float = 0.35  # shape size, fraction of the image side
-    max_size_frac: float = 0.8
+    min_size_frac: float = 0.35  # shorter side of the shape's box, fraction of the image side
+    max_size_frac: float = 0.8   # largest shape size, fraction of the image side
     seed: int = 0
 
-
-def render_shape_image(rng: np.random.Generator, cls_idx: int, spec: ShapesClsSpec) -> Image.Image:
-    """One image of class ``CLASSES[cls_idx]``."""
-    side = spec.image_size
-    img = cluttered_background(rng, side, side)
-    size = side * rng.uniform(spec.min_size_frac, spec.max_size_frac)
-    cls = CLASSES[cls_idx]
-    aspect = math.exp(rng.uniform(-0.4, 0.4)) if cls != "star" else 1.0
-    w, h = size * math.sqrt(aspect), size / math.sqrt(aspect)
-    w, h = min(w, side * 0.95), min(h, side * 0.95)
-    angle = rng.uniform(-0.4, 0.4) if cls != "circle" else 0.0
-    cx, cy = rng.uniform(w / 2, side - w / 2), rng.uniform(h / 2, side - h / 2)
-    draw_shape(ImageDraw.Draw(img), cls, cx, cy, w, h, angle,
-               tuple(int(v) for v in rng.integers(0, 256, 3)))
-    if rng.random() < 0.3:
-        img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.6)))
-    return img
+    def render_spec(self) -> ShapesSpec:
+        """How :func:`mnet_backbone.shapes.render_image` draws these images."""
+        return ShapesSpec(image_size=(self.image_size, self.image_size), max_objects=1,
+                          min_size=max(1, round(self.min_size_frac * self.image_size)),
+                          max_size_frac=self.max_size_frac, seed=self.seed)
 
 
 def make_shapes_cls_dataset(root: str, spec: ShapesClsSpec = ShapesClsSpec()) -> Dict[str, str]:
@@ -74,6 +61,7 @@ def make_shapes_cls_dataset(root: str, spec: ShapesClsSpec = ShapesClsSpec()) ->
         raise ValueError(f"need 0 < min_size_frac <= max_size_frac <= 1, got "
                          f"{spec.min_size_frac}, {spec.max_size_frac}")
     rng = np.random.default_rng(spec.seed)
+    render = spec.render_spec()
     folders = {}
     for split, per_class in (("train", spec.train_per_class), ("val", spec.val_per_class)):
         folders[split] = os.path.join(root, split)
@@ -81,7 +69,7 @@ def make_shapes_cls_dataset(root: str, spec: ShapesClsSpec = ShapesClsSpec()) ->
             folder = os.path.join(root, split, cls)
             os.makedirs(folder, exist_ok=True)
             for i in range(per_class):
-                render_shape_image(rng, cls_idx, spec).save(
+                render_single(rng, render, cls_idx)[0].save(
                     os.path.join(folder, f"{cls}_{i:06d}.jpg"), quality=92)
     return folders
 

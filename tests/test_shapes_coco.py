@@ -97,3 +97,52 @@ def test_generated_json_passes_pycocotools_segm_and_torchvision_conversion(shape
     worse.accumulate()
     worse.summarize()
     assert worse.stats[0] < 0.9
+
+
+def test_one_renderer_serves_detection_classification_and_calibration(tmp_path):
+    """shapes.render_image draws the detection scenes, the classification set's one-shape images
+    (a given class) and the rendered calibration images (cluttered or gradient background); the
+    other modules keep no drawing code of their own."""
+    import ast
+    import io
+    import pathlib
+
+    import torch
+
+    from mnet_backbone import shapes, shapes_cls
+    from mnet_backbone.deploy import data
+
+    for module in (shapes_cls, data):
+        tree = ast.parse(pathlib.Path(module.__file__).read_text())
+        names = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names}
+        assert not names & {"ImageDraw", "ImageFilter", "draw_shape", "cluttered_background"}
+    assert not hasattr(data, "render_shapes") and not hasattr(data, "train_classifier")
+
+    for clutter in (True, False):
+        images, labels = shapes.render_shapes(6, 64, seed=5, clutter=clutter)
+        assert images.dtype == torch.uint8 and images.shape == (6, 3, 64, 64)
+        rng = np.random.default_rng(5)
+        spec = shapes.single_shape_spec(64, clutter)
+        for image, label in zip(images, labels):
+            img, category = shapes.render_single(rng, spec)
+            assert category == label
+            assert torch.equal(image, torch.from_numpy(np.asarray(img)).permute(2, 0, 1))
+    cluttered, plain = (shapes.render_shapes(1, 64, seed=5, clutter=c)[0] for c in (True, False))
+    assert not torch.equal(cluttered, plain)
+
+    rng = np.random.default_rng(0)
+    scene = ShapesSpec(image_size=(96, 96), max_objects=4, min_size=12)
+    assert {o["category"] for _ in range(5)
+            for o in shapes.render_image(rng, scene, category=3)[1]} == {3}
+
+    spec = shapes_cls.ShapesClsSpec(train_per_class=1, val_per_class=1, image_size=48, seed=2)
+    assert spec.render_spec() == ShapesSpec(image_size=(48, 48), max_objects=1, min_size=17,
+                                            max_size_frac=0.8, seed=2)
+    shapes_cls.make_shapes_cls_dataset(str(tmp_path), spec)
+    rng = np.random.default_rng(2)
+    for cls_idx, cls in enumerate(shapes.CLASSES):  # the train split is written first
+        expected = io.BytesIO()
+        shapes.render_single(rng, spec.render_spec(), cls_idx)[0].save(expected, "JPEG",
+                                                                         quality=92)
+        assert (tmp_path / "train" / cls / f"{cls}_000000.jpg").read_bytes() == \
+            expected.getvalue()

@@ -9,10 +9,14 @@ from typing import Dict, List, Optional
 
 import torch
 
-from ..model import MobileNetV1
 from ..files import check_writable_folder
+from ..model import MobileNetV1
+from ..shapes import render_shapes
+from ..weights import ENTRIES, mobilenet_v1
+from .data import calibration_files, normalize, read_images
 from .export import DEFAULT_OPSET, check_export_settings, export_onnx, export_torchscript, \
     verify_onnx, verify_torchscript
+from . import quant
 
 __all__ = ["main", "build_model", "export_files"]
 
@@ -22,7 +26,6 @@ def build_model(weights: Optional[str] = None, alpha: float = 1.0, num_classes: 
     """A core model, with weights (an entry name or a file of any supported source) if given."""
     if not weights:
         return MobileNetV1(num_classes, alpha, out_indices=out_indices).eval()
-    from ..weights import ENTRIES, mobilenet_v1
     kwargs = dict(out_indices=out_indices)
     if weights not in ENTRIES:
         kwargs.update(alpha=alpha, num_classes=num_classes)
@@ -40,7 +43,6 @@ def export_files(model: MobileNetV1, onnx_path: str, *, features: bool = False,
     A missing calibration folder, or one without images, is a
     :class:`~mnet_backbone.deploy.data.CalibrationError` before any export work; other files in it
     and undecodable images are skipped and counted in ``summary["calibration"]``."""
-    from .data import calibration_files, normalize, read_images
     calib = None
     if int8 and calib_dir:  # listed and decoded before any export work
         files, non_images = calibration_files(calib_dir, calib_limit)
@@ -62,18 +64,16 @@ def export_files(model: MobileNetV1, onnx_path: str, *, features: bool = False,
             summary["torchscript_max_abs_diff"] = verify_torchscript(torchscript, model, x,
                                                                      features=features)
     if int8:
-        from .data import render_shapes
-        from .quant import agreement, quantize_int8
         if calib is not None:
             images, source = calib
         else:
             images = normalize(render_shapes(calib_limit, resolution, seed=20_000)[0])
             source = f"{len(images)} rendered shape images (pass --calib-dir for your own)"
-        quantize_int8(onnx_path, int8, images, method=calib_method)
+        quant.quantize_int8(onnx_path, int8, images, method=calib_method)
         summary.update(int8=int8, calibration=source)
         if verify and not features:
-            summary["int8_vs_fp32_on_calibration_images"] = agreement(onnx_path, int8,
-                                                                      images).as_dict()
+            summary["int8_vs_fp32_on_calibration_images"] = quant.agreement(
+                onnx_path, int8, images).as_dict()
     return summary
 
 
@@ -100,7 +100,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--no-verify", action="store_true")
     args = p.parse_args(argv)
     out_indices = tuple(args.out_indices) if args.features else (4,)
-    from .data import calibration_files
     try:  # the settings, output folders and calibration folder before any download or export
         check_export_settings(args.resolution, args.opset)
         for path in filter(None, (args.output, args.torchscript, args.int8)):
