@@ -20,7 +20,7 @@ Measured (``tools/benchmark.py`` writes ``benchmark.md``, ``benchmark.json``, ``
 * the 16 alpha x resolution models: batch-1 latency vs their mult-adds, and how latency scales with
   alpha and rho (the paper: mult-adds scale with alpha^2 and rho^2);
 * int8 vs fp32 top-1 agreement on a MobileNetV1 trained on rendered shape images
-  (:func:`mnet_backbone.deploy.data.shapes_classifier`).
+  (``tools/shapes_training.py``: ``shapes_classifier``).
 
 All models have random weights for timing (weights do not change the work done); every model's
 BatchNorm statistics are measured on rendered images first so activations have realistic scales,
@@ -207,7 +207,8 @@ def _machine(threads: int) -> Dict[str, object]:
 
 
 def _render(count_: int, size: int, seed: int) -> Tensor:
-    from mnet_backbone.deploy.data import normalize, render_shapes
+    from mnet_backbone.deploy.data import normalize
+    from mnet_backbone.shapes import render_shapes
     return normalize(render_shapes(count_, size, seed)[0])
 
 
@@ -513,7 +514,10 @@ def _agreement(cfg: BenchConfig) -> Dict[str, object]:
 
 
 def _shapes_agreement(cfg: BenchConfig) -> Dict[str, object]:
-    from mnet_backbone.deploy.data import normalize, render_shapes, shapes_classifier
+    from shapes_training import shapes_classifier
+
+    from mnet_backbone.deploy.data import normalize
+    from mnet_backbone.shapes import render_shapes
     from mnet_backbone.deploy.export import export_onnx
     from mnet_backbone.deploy.quant import agreement, quantize_int8
     spec = dict(cfg.agreement_model)
