@@ -30,8 +30,9 @@ by_runtime = pytest.mark.parametrize("runtime", RUNTIMES or ["none"])
 def classifier():
     """A 0.25 MobileNetV1-96 whose logits are far from zero: BN statistics measured on rendered
     images (a freshly initialised network's activations otherwise fade to nothing)."""
-    from mnet_backbone.deploy.data import calibrate_bn, normalize, render_shapes
+    from mnet_backbone.deploy.data import calibrate_bn, normalize
     from mnet_backbone.model import MobileNetV1
+    from mnet_backbone.shapes import render_shapes
     torch.manual_seed(0)
     model = MobileNetV1(10, 0.25, dropout=0.0, out_indices=(2, 3, 4))
     return calibrate_bn(model, normalize(render_shapes(32, 96, seed=1)[0]))
@@ -109,7 +110,7 @@ def tv_detector(tmp_path_factory):
     pytest.importorskip("torchvision")
     from test_deploy_detector import spread_scores
     from torchvision.models import get_model
-    from mnet_backbone.deploy.data import render_shapes
+    from mnet_backbone.shapes import render_shapes
     import mnet_backbone.tv_models  # noqa: F401  (registers the builders)
     torch.manual_seed(0)
     model = get_model("ssdlite320_mobilenet_v1", num_classes=6, alpha=0.25, weights=None,
