@@ -7,7 +7,7 @@
   classifier or multi-scale backbone; :mod:`.runtime`: :class:`OrtModel` runs the files with the
   same batching strategy.
 * :mod:`.quant`: int8 static post-training quantization (ONNX Runtime) and its top-1 agreement
-  with fp32; :mod:`.data`: rendered images and a quickly trained classifier to measure it on.
+  with fp32; :mod:`.data`: the calibration images (a user's folder, read and normalised).
 * :mod:`.detector_export`: SSD / SSDLite detectors (mmdet or torchvision) as one ONNX graph
   from image to boxes, NMS included; :mod:`.detector_runtime`: :class:`DeployedDetector` runs
   it and returns mmdet- or torchvision-style results; :mod:`.detector_pipeline`: export, int8,
