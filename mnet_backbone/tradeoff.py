@@ -1,35 +1,27 @@
-"""The paper's trade-off on this machine: which alpha x resolution model fits a latency budget.
+"""The paper's trade-off as pure functions of measured numbers: which alpha x resolution model
+fits a latency budget.
 
 The paper's two knobs, width multiplier alpha and resolution multiplier rho, trade ImageNet
-accuracy for mult-adds (Tables 6-7, Figure 4). This module joins, per model:
-
-* the published ImageNet accuracy (:func:`accuracy_table`): TF-slim's ``mobilenet_v1.md`` gives
-  top-1 / top-5 for all 16 alpha x resolution checkpoints (first release and re-release, both
-  kept); the paper prints top-1 for its 7 Table 6 / Table 7 rows. Every row names its source.
-* mult-adds and parameters by the paper's rule (:mod:`mnet_backbone.cost`);
-* latency measured on this machine (:func:`measure`): the classifier, or the SSDLite320
-  detector built on each backbone, exported and run through :mod:`mnet_backbone.deploy`
-  (ONNX Runtime / OpenVINO at fp32, bf16 or int8, ``backend="auto"``), or in PyTorch.
+accuracy for mult-adds (Tables 6-7, Figure 4). Given one measured :class:`Row` per model (its
+latency on some machine, its mult-adds and parameters), this module joins the published
+ImageNet accuracy (:mod:`mnet_backbone.published`, source per row):
 
 :func:`pareto` keeps the models that no other model beats (at least as fast and at least as
 accurate, better in one); :func:`choose` picks the most accurate one within a latency budget;
-:func:`frontier` measures and does both; :func:`usage` gives the config / builder lines and the
-weights entry of a choice. The detector task has no published accuracy (no mAP is invented):
-its frontier and choice rank by mult-adds instead, and say so.
+:func:`analyse` does both; :func:`usage` gives the config / builder lines and the weights entry
+of a choice. The detector task has no published accuracy (no mAP is invented): its frontier and
+choice rank by mult-adds instead, and say so.
 
-Nothing is measured on import; plots and printed reports live in ``tools/tradeoff.py``.
+Nothing here measures: timing the models on this machine, the printed report and the plot are
+``tools/tradeoff.py`` (its timing loop: ``tools/tradeoff_timing.py``).
 """
 from __future__ import annotations
 
 import math
-import os
 import re
-import statistics
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
-from .deploy import backends
 from .model import (
     MIN_INPUT_SIZE,
     PAPER_RESOLUTIONS,
@@ -38,146 +30,38 @@ from .model import (
     detector_widths,
     input_size,
 )
+from .published import PAPER_ALPHAS, SOURCES, check_source, published_accuracy
+from .weights.entries import ENTRIES
 
 __all__ = [
-    "ACCURACY_SOURCES",
-    "BACKEND_CHOICES",
     "DETECTOR_SIZE",
-    "PAPER_ALPHAS",
-    "SOURCES",
     "TASKS",
-    "AccuracyRow",
     "BudgetError",
     "ModelSpec",
     "Row",
     "Tradeoff",
-    "accuracy_table",
     "analyse",
-    "check_options",
+    "check_task",
     "choose",
     "default_models",
-    "frontier",
-    "measure",
     "pareto",
     "parse_models",
-    "published_accuracy",
     "score_name",
     "usage",
     "weights_entry",
 ]
 
 TASKS = ("classify", "ssdlite320")
-BACKEND_CHOICES = ("auto", "pytorch") + tuple(backends.BACKENDS)
-PAPER_ALPHAS = (1.0, 0.75, 0.5, 0.25)
 DETECTOR_SIZE = 320  # SSDLite320's input; rho scales it for the detector task's default grid
-
-# --- published ImageNet accuracy ------------------------------------------------------------------
-
-_TF_MODELS = "https://github.com/tensorflow/models/blob/"
-SOURCES = {
-    "tfslim_2017": (
-        "TF-slim mobilenet_v1.md, first release (checkpoints "
-        "mobilenet_v1_<alpha>_<res>_2017_06_14): " + _TF_MODELS
-        + "a4e31b34db506e1ca0dcc5df00b71a56048f6f89/slim/nets/mobilenet_v1.md"),
-    "tfslim_2018": (
-        "TF-slim mobilenet_v1.md, re-released checkpoints (mobilenet_v1_2018_02_22 / "
-        "2018_08_02): " + _TF_MODELS
-        + "10cf1c0adfc8a7adaa476bf4ebb7e6c576526a5f/research/slim/nets/mobilenet_v1.md"),
-    "paper": ("Howard et al. 2017, Table 6 (widths at 224 px) and Table 7 (alpha 1.0 per "
-              "resolution), as the keras_* weights entries quote them"),
-}
-ACCURACY_SOURCES = tuple(SOURCES)
-
-# (alpha, resolution) -> (top-1 %, top-5 %), copied from the two files named in SOURCES.
-_TFSLIM = {
-    "tfslim_2017": {
-        (1.0, 224): (70.7, 89.5), (1.0, 192): (69.3, 88.9), (1.0, 160): (67.2, 87.5),
-        (1.0, 128): (64.1, 85.3),
-        (0.75, 224): (68.4, 88.2), (0.75, 192): (67.4, 87.3), (0.75, 160): (65.2, 86.1),
-        (0.75, 128): (61.8, 83.6),
-        (0.5, 224): (64.0, 85.4), (0.5, 192): (62.1, 84.0), (0.5, 160): (59.9, 82.5),
-        (0.5, 128): (56.2, 79.6),
-        (0.25, 224): (50.6, 75.0), (0.25, 192): (49.0, 73.6), (0.25, 160): (46.0, 70.7),
-        (0.25, 128): (41.3, 66.2)},
-    "tfslim_2018": {
-        (1.0, 224): (70.9, 89.9), (1.0, 192): (70.0, 89.2), (1.0, 160): (68.0, 87.7),
-        (1.0, 128): (65.2, 85.8),
-        (0.75, 224): (68.4, 88.2), (0.75, 192): (67.2, 87.3), (0.75, 160): (65.3, 86.0),
-        (0.75, 128): (62.1, 83.9),
-        (0.5, 224): (63.3, 84.9), (0.5, 192): (61.7, 83.6), (0.5, 160): (59.1, 81.9),
-        (0.5, 128): (56.3, 79.4),
-        (0.25, 224): (49.8, 74.2), (0.25, 192): (47.7, 72.3), (0.25, 160): (45.5, 70.3),
-        (0.25, 128): (41.5, 66.3)},
-}
-
-
-@dataclass(frozen=True)
-class AccuracyRow:
-    """Published ImageNet-1K accuracy of one alpha x resolution model (percent)."""
-
-    alpha: float
-    resolution: int
-    top1: float | None            # from ``source``; None where that source prints nothing
-    top5: float | None
-    source: str                      # key of SOURCES
-    tfslim_2017: tuple[float, float]  # both TF-slim releases, whatever ``source`` is
-    tfslim_2018: tuple[float, float]
-    paper_top1: float | None      # the paper's number where it prints the model
-    paper_table: str                 # "6", "7", "6, 7" or ""
-
-    @property
-    def citation(self) -> str:
-        if self.source == "paper":
-            return f"paper Table {self.paper_table}" if self.paper_table else "not in the paper"
-        return {"tfslim_2017": "TF-slim mobilenet_v1.md (2017_06_14)",
-                "tfslim_2018": "TF-slim mobilenet_v1.md (2018 re-release)"}[self.source]
-
-
-def _paper_top1(alpha: float, resolution: int) -> tuple[float | None, str]:
-    """The paper's Table 6/7 top-1, read from the weights entry that quotes it (one owner)."""
-    from .weights.entries import ENTRIES
-
-    entry = ENTRIES.get(f"keras_{float(alpha)}_{resolution}")
-    if entry is None or entry.top1 is None:
-        return None, ""
-    tables = (["6"] if resolution == 224 else []) + (["7"] if alpha == 1.0 else [])
-    return entry.top1, ", ".join(tables)
-
-
-def _check_source(source: str) -> None:
-    if source not in SOURCES:
-        raise ValueError(f"unknown accuracy source {source!r}; choose one of "
-                         f"{', '.join(ACCURACY_SOURCES)}")
-
-
-def accuracy_table(source: str = "tfslim_2017") -> list[AccuracyRow]:
-    """The 16 paper models (alpha 1.0, 0.75, 0.5, 0.25 x 224, 192, 160, 128 px), ``top1`` /
-    ``top5`` from ``source`` (``tfslim_2017``, ``tfslim_2018`` or ``paper``: 7 rows printed)."""
-    _check_source(source)
-    rows = []
-    for alpha in PAPER_ALPHAS:
-        for res in PAPER_RESOLUTIONS:
-            paper, table = _paper_top1(alpha, res)
-            if source == "paper":
-                top1, top5 = paper, None
-            else:
-                top1, top5 = _TFSLIM[source][(alpha, res)]
-            rows.append(AccuracyRow(alpha, res, top1, top5, source,
-                                    _TFSLIM["tfslim_2017"][(alpha, res)],
-                                    _TFSLIM["tfslim_2018"][(alpha, res)], paper, table))
-    return rows
-
-
-def published_accuracy(alpha: float, resolution: int,
-                       source: str = "tfslim_2017") -> AccuracyRow | None:
-    """The row of :func:`accuracy_table` for this model, None outside the 16."""
-    for row in accuracy_table(source):
-        if math.isclose(row.alpha, alpha) and row.resolution == resolution:
-            return row
-    return None
 
 
 # --- which models -------------------------------------------------------------------------------
+
+def check_task(task: str) -> None:
+    """A ``ValueError`` naming the tasks when ``task`` is none of them."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -199,7 +83,7 @@ _SPEC_HELP = ("write models as ALPHA:RESOLUTION separated by commas, e.g. 0.5:16
 def parse_models(text: str | Iterable[str], task: str = "classify") -> list[ModelSpec]:
     """``"0.25:128,0.5:128"`` (or a list of such items) as :class:`ModelSpec` s, in order,
     duplicates dropped; a bad item is a ``ValueError`` naming it and the expected form."""
-    _check_task(task)
+    check_task(task)
     items = [text] if isinstance(text, str) else list(text)
     items = [p for item in items for p in re.split(r"[,\s]+", item.strip()) if p]
     if not items:
@@ -229,7 +113,7 @@ def parse_models(text: str | Iterable[str], task: str = "classify") -> list[Mode
 def default_models(task: str = "classify") -> list[ModelSpec]:
     """The paper's 16: alpha 1.0, 0.75, 0.5, 0.25 x rho 1, 0.857, 0.714, 0.571 (224, 192, 160,
     128 px; for SSDLite320 rho scales its 320 px input: 320, 274, 228, 183 px)."""
-    _check_task(task)
+    check_task(task)
     sizes = PAPER_RESOLUTIONS if task == "classify" else tuple(
         input_size(rho, DETECTOR_SIZE) for rho in PAPER_RHOS)
     return [ModelSpec(a, r) for a in PAPER_ALPHAS for r in sizes]
@@ -373,7 +257,7 @@ def analyse(rows: Sequence[Row], budget_ms: float | None = None,
     """Join the published accuracy (classify), keep the frontier, choose within ``budget_ms``.
 
     Raises :class:`BudgetError` (with ``result``) when no model fits the budget."""
-    _check_source(accuracy_source)
+    check_source(accuracy_source)
     rows = sorted(rows, key=lambda r: (r.latency_ms, r.name))
     tasks = {r.task for r in rows}
     if len(tasks) > 1:
@@ -397,248 +281,6 @@ def analyse(rows: Sequence[Row], budget_ms: float | None = None,
     return result
 
 
-# --- measuring ----------------------------------------------------------------------------------
-
-def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
-
-
-def check_options(backend: str = "auto", precision: str = "fp32", task: str = "classify",
-                  batch: int = 1, threads: int = 2) -> None:
-    """Everything that can be wrong before any model is built: one error naming the fix."""
-    _check_task(task)
-    if backend not in BACKEND_CHOICES:
-        raise ValueError(f"unknown backend {backend!r}; choose one of "
-                         f"{', '.join(BACKEND_CHOICES)}")
-    if precision not in backends.PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of "
-                         f"{', '.join(backends.PRECISIONS)}")
-    for name, value in (("batch", batch), ("threads", threads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    import importlib.util
-    if task == "ssdlite320" and importlib.util.find_spec("torchvision") is None:
-        raise ImportError("the ssdlite320 task builds torchvision's SSDLite: pip install "
-                          "'mnet-backbone[torchvision]'")
-    if backend == "pytorch":
-        if precision != "fp32":
-            raise backends.PrecisionNotSupportedError(
-                f"the pytorch backend times fp32 only; for {precision} use "
-                f"--backend {'openvino' if precision == 'bf16' else 'onnxruntime'} (or auto)")
-        return
-    for package in ("onnx", "onnxscript"):  # the exporter's needs
-        if importlib.util.find_spec(package) is None:
-            raise backends.BackendNotInstalledError(
-                f"exporting for {backend} needs {package}: pip install 'mnet-backbone[deploy]'"
-                f" (or use --backend pytorch)")
-    if backend == "auto":
-        if not backends.available_backends():
-            raise backends.BackendNotInstalledError(
-                "backend 'auto' found neither onnxruntime nor openvino: pip install "
-                "'mnet-backbone[deploy]' (or use --backend pytorch)")
-        if precision == "bf16":
-            backends.check_precision("openvino", precision)
-    else:
-        backends.require_backend(backend)
-        backends.check_precision(backend, precision)
-    if precision == "int8" and importlib.util.find_spec("onnxruntime") is None:
-        raise backends.BackendNotInstalledError(
-            "int8 files are made by ONNX Runtime's quantizer: pip install onnxruntime")
-
-
-def _images(count: int, size: int, seed: int):
-    """``count`` rendered RGB images (float32 0-255, N x 3 x size x size)."""
-    from .deploy.data import render_shapes
-    return render_shapes(count, size, seed)[0].float()
-
-
-def _build_classifier(spec: ModelSpec, bn_images):
-    import torch
-    import torch.nn.functional as F
-
-    from .deploy.data import calibrate_bn, normalize
-    from .model import MobileNetV1
-
-    torch.manual_seed(0)
-    model = MobileNetV1(1000, spec.alpha)
-    images = normalize(F.interpolate(bn_images, size=(spec.resolution,) * 2, mode="bilinear",
-                                     align_corners=False))
-    return calibrate_bn(model, images), images  # realistic activation scales for the timing
-
-
-def _build_detector(spec: ModelSpec):
-    """torchvision's SSDLite320 on the core backbone at ``spec.resolution`` px, random weights,
-    the class head's background logit raised so no (box, class) pair passes ``score_thresh``:
-    timed is the network, decoding and candidate selection (not NMS of random boxes)."""
-    import torch
-
-    from .tv_models.detection import ssdlite320_mobilenet_v1
-
-    torch.manual_seed(0)
-    model = ssdlite320_mobilenet_v1(alpha=spec.alpha)
-    if spec.resolution != DETECTOR_SIZE:
-        model.transform.fixed_size = (spec.resolution, spec.resolution)
-    head = model.head.classification_head
-    with torch.no_grad():
-        for block in head.module_list:
-            conv = block[-1]
-            background = torch.arange(conv.out_channels) % head.num_columns == 0
-            conv.bias[background] += 10.0
-    return model.eval()
-
-
-def measure(models: Sequence[ModelSpec] | None = None, *, task: str = "classify",
-            backend: str = "auto", precision: str = "fp32", batch: int = 1, threads: int = 2,
-            rounds: int = 20, calls: int = 3, warmup: int = 2, workdir: str | None = None,
-            cache: str | None = None,
-            log: Callable[[str], None] | None = None) -> list[Row]:
-    """Latency of every model on this machine, batch ``batch``, ``threads`` threads.
-
-    Each model is built with random weights (BN statistics from rendered images; weights do not
-    change the work), exported (classifier: :func:`~mnet_backbone.deploy.export.export_onnx`;
-    detector: :func:`~mnet_backbone.deploy.export_detector`, image to boxes), quantized for
-    ``int8`` (:func:`~mnet_backbone.deploy.quant.quantize_int8`, per-channel 7-bit weights, the
-    classifier fp32: the structure of the accurate int8 path; detectors: convolutions only) and
-    opened on ``backend`` (``auto``: :func:`~mnet_backbone.deploy.backends.choose_backend` per
-    file, cached per machine; ``pytorch``: :func:`~mnet_backbone.deploy.deploy` for the
-    classifier, the torchvision model's own forward for the detector). All models are then timed
-    together, round by round (:func:`~mnet_backbone.deploy.timing.time_interleaved`), so load
-    changes hit them alike. ``workdir`` keeps the ONNX files (default: a temporary folder).
-    """
-    check_options(backend, precision, task, batch, threads)
-    models = list(models) if models is not None else default_models(task)
-    if not models:
-        raise ValueError("no models to measure")
-    for spec in models:  # the same checks as parse_models, for specs built by hand
-        parse_models(f"{spec.alpha}:{spec.resolution}", task)
-    say = log or (lambda msg: None)
-
-    import numpy as np
-    import torch
-
-    from .cost import count
-    from .cost import measure as count_hooks
-    from .deploy.timing import time_interleaved
-
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    tmp = None if workdir else tempfile.TemporaryDirectory(prefix="mnet_tradeoff_")
-    folder = workdir or tmp.name
-    os.makedirs(folder, exist_ok=True)
-    try:
-        biggest = max(s.resolution for s in models)
-        images = _images(max(16, batch), biggest, seed=1)
-        runners: dict[str, Callable] = {}
-        info: dict[str, dict] = {}
-        for i, spec in enumerate(models, 1):
-            say(f"[tradeoff] {i}/{len(models)} {task} {spec.name}: build"
-                + ("" if backend == "pytorch" else ", export") + f" ({backend} {precision})")
-            if task == "classify":
-                model, calib = _build_classifier(spec, images)
-                cost = count(spec.alpha, spec.resolution)
-            else:
-                model = _build_detector(spec)
-                calib = torch.nn.functional.interpolate(images, size=(spec.resolution,) * 2,
-                                                        mode="bilinear", align_corners=False)
-                cost = count_hooks(model, spec.resolution, forward=lambda m, t: m.head(
-                    list(m.backbone(t).values())))
-            x = calib[:batch].contiguous()
-            row = {"alpha": spec.alpha, "resolution": spec.resolution, "task": task,
-                   "mult_adds": int(cost.mult_adds), "params": int(cost.params),
-                   "precision": precision, "batch": batch, "threads": threads,
-                   "backend": backend}
-            if backend == "pytorch":
-                runners[spec.name] = _torch_runner(model, task, x)
-            else:
-                path = _export(model, spec, task, precision, folder, calib)
-                chosen = backend
-                if backend == "auto":
-                    chosen, medians = backends.choose_backend(path, precision, batch, threads,
-                                                              cache=cache)
-                    row["auto_ms"] = medians
-                row["backend"] = chosen
-                run = backends.load(path, chosen, precision, threads)
-                array = np.ascontiguousarray(x.numpy(), dtype=np.float32)
-                runners[spec.name] = lambda _x, run=run, array=array: run(array)
-            info[spec.name] = row
-        say(f"[tradeoff] timing {len(runners)} models together: {rounds} rounds x {calls} calls")
-        times = time_interleaved(runners, None, rounds=rounds, calls=calls, warmup=warmup)
-    finally:
-        torch.set_num_threads(saved_threads)
-        if tmp is not None:
-            tmp.cleanup()
-    rows = []
-    for name, row in info.items():
-        ms = [t * 1e3 for t in times[name]]
-        rows.append(Row(**row, latency_ms=round(statistics.median(ms), 4),
-                        p90_ms=round(float(np.percentile(ms, 90)), 4),
-                        min_ms=round(min(ms), 4), samples=len(ms)))
-    return rows
-
-
-def _torch_runner(model, task: str, x) -> Callable:
-    import torch
-
-    if task == "classify":
-        from .deploy import deploy
-        fast = deploy(model)
-
-        def run(_x):
-            with torch.inference_mode():
-                return fast(x)
-        return run
-    images = [im / 255.0 for im in x]
-
-    def run_detector(_x):
-        with torch.inference_mode():
-            return model(images)
-    return run_detector
-
-
-def _export(model, spec: ModelSpec, task: str, precision: str, folder: str, calib) -> str:
-    """The file to time: the fp32 export, or its int8 version calibrated on ``calib`` (the
-    rendered images, as the model takes them)."""
-    from .deploy.quant import DETECTOR_OP_TYPES, quantize_int8
-
-    stem = os.path.join(folder, f"{task}_{spec.name}")
-    if task == "classify":
-        from .deploy.export import export_onnx
-        fp32 = export_onnx(model, stem + "_fp32.onnx", resolution=spec.resolution)
-        if precision != "int8":
-            return fp32
-        # the graph of quantize_int8_accurate (7-bit weights, classifier fp32): the same kernels
-        return quantize_int8(fp32, stem + "_int8.onnx", calib.numpy(), keep_fp32=("last",),
-                             reduce_range=True)
-    from .deploy import export_detector
-    fp32 = stem + "_fp32.onnx"
-    export_detector(model, fp32)
-    if precision != "int8":
-        return fp32
-    return quantize_int8(fp32, stem + "_int8.onnx", calib.numpy(), op_types=DETECTOR_OP_TYPES)
-
-
-def frontier(models: Sequence[ModelSpec] | None = None, *, budget_ms: float | None = None,
-             task: str = "classify", backend: str = "auto", precision: str = "fp32",
-             batch: int = 1, threads: int = 2, accuracy_source: str = "tfslim_2017",
-             rounds: int = 20, calls: int = 3, cache: str | None = None,
-             log: Callable[[str], None] | None = None) -> Tradeoff:
-    """:func:`measure` the models, then :func:`analyse`: the frontier and, with ``budget_ms``,
-    the best model within it (``result.choice``; :func:`usage` for its config lines).
-
-    >>> result = frontier(budget_ms=3, backend="onnxruntime")   # the 16 paper models
-    >>> print(result.choice.name, usage(result.choice)["torchvision"])
-    """
-    _check_source(accuracy_source)
-    if budget_ms is not None and not budget_ms > 0:
-        raise ValueError(f"the latency budget must be > 0 ms, got {budget_ms!r}")
-    rows = measure(models, task=task, backend=backend, precision=precision, batch=batch,
-                   threads=threads, rounds=rounds, calls=calls, cache=cache, log=log)
-    options = {"backend": backend, "precision": precision, "batch": batch, "threads": threads,
-                   "rounds": rounds, "calls": calls}
-    return analyse(rows, budget_ms, accuracy_source, options)
-
-
 # --- from a choice to a config ------------------------------------------------------------------
 
 def weights_entry(alpha: float, resolution: int, task: str = "classify"
@@ -647,8 +289,6 @@ def weights_entry(alpha: float, resolution: int, task: str = "classify"
     :data:`mnet_backbone.weights.ENTRIES`: the Keras file of Google's checkpoint at this alpha
     and resolution (the detector's backbone: its 224 px checkpoint, as TF's SSD-MobileNet
     used); else the nearest resolution at this alpha; else none."""
-    from .weights.entries import ENTRIES
-
     same_alpha = [e for e in ENTRIES.values() if math.isclose(e.alpha, alpha)]
     if not same_alpha:
         widths = sorted({e.alpha for e in ENTRIES.values()})
@@ -673,8 +313,6 @@ def _backbone_settings(entry_name: str | None) -> str:
     """The mmdet backbone arguments the weights need, written out (loading would set them)."""
     if entry_name is None:
         return ""
-    from .weights.entries import ENTRIES
-
     kw = ENTRIES[entry_name].model_kwargs
     parts = []
     if kw.get("tf_padding"):
@@ -689,7 +327,7 @@ def usage(row: Row | ModelSpec, task: str | None = None) -> dict[str, object]:
     ``other_weights``, ``mmdet`` (the ``backbone=dict(...)`` line, or the config to start from),
     ``torchvision`` (the ``get_model(...)`` line) and, for the classifier, ``core``."""
     task = task or getattr(row, "task", "classify")
-    _check_task(task)
+    check_task(task)
     alpha, res = row.alpha, row.resolution
     entry, note, others = weights_entry(alpha, res, task)
     try:

@@ -1,13 +1,18 @@
 """mnet_backbone.tradeoff and tools/tradeoff.py: the frontier logic on fixed numbers, the
-published accuracy table, bad input, and short real runs (PyTorch, ONNX Runtime / auto)."""
+published accuracy table (mnet_backbone.published), bad input, and short real runs of the timing
+(tools/tradeoff_timing.py: PyTorch, ONNX Runtime / auto)."""
 import json
 import os
 
 import pytest
 from conftest import has, load_tool
 
+from mnet_backbone import published
 from mnet_backbone import tradeoff as t
 from mnet_backbone.deploy import backends
+
+timing = load_tool("tradeoff_timing")
+Timing = timing.Timing
 
 
 def row(alpha, res, ms, top1=None, ma=None, task="classify", backend="onnxruntime"):
@@ -110,7 +115,7 @@ def test_detector_rows_rank_by_mult_adds_not_an_invented_accuracy():
 # --- the published accuracy table ----------------------------------------------------------------
 
 def test_accuracy_table_has_the_16_models_with_sources():
-    table = t.accuracy_table()
+    table = published.accuracy_table()
     assert len(table) == 16
     assert {(r.alpha, r.resolution) for r in table} == {
         (a, s) for a in (1.0, 0.75, 0.5, 0.25) for s in (224, 192, 160, 128)}
@@ -132,22 +137,39 @@ def test_accuracy_table_has_the_16_models_with_sources():
         for a in (1.0, 0.75, 0.5, 0.25):
             line = [getattr(got[(a, s)], release)[0] for s in (224, 192, 160, 128)]
             assert line == sorted(line, reverse=True), (release, a)
-    assert "a4e31b34db506e1ca0dcc5df00b71a56048f6f89" in t.SOURCES["tfslim_2017"]
-    assert "research/slim/nets/mobilenet_v1.md" in t.SOURCES["tfslim_2018"]
+    assert "a4e31b34db506e1ca0dcc5df00b71a56048f6f89" in published.SOURCES["tfslim_2017"]
+    assert "research/slim/nets/mobilenet_v1.md" in published.SOURCES["tfslim_2018"]
 
 
 def test_paper_rows_are_tables_6_and_7():
-    table = t.accuracy_table("paper")
+    table = published.accuracy_table("paper")
     printed = {(r.alpha, r.resolution): (r.top1, r.paper_table) for r in table
                if r.top1 is not None}
     assert printed == {(1.0, 224): (70.6, "6, 7"), (0.75, 224): (68.4, "6"),
                        (0.5, 224): (63.7, "6"), (0.25, 224): (50.6, "6"),
                        (1.0, 192): (69.1, "7"), (1.0, 160): (67.2, "7"), (1.0, 128): (64.4, "7")}
     assert sum(r.top1 is None for r in table) == 9
-    assert t.published_accuracy(0.5, 128, "paper").citation == "not in the paper"
-    assert t.published_accuracy(0.3, 100) is None
+    assert published.published_accuracy(0.5, 128, "paper").citation == "not in the paper"
+    assert published.published_accuracy(0.3, 100) is None
     with pytest.raises(ValueError, match="tfslim_2017, tfslim_2018, paper"):
-        t.accuracy_table("imagenet")
+        published.accuracy_table("imagenet")
+
+
+def test_one_owner_of_the_published_accuracy_and_a_library_that_does_not_measure():
+    """mnet_backbone.published holds every published number once (the weights registry quotes
+    the paper's Tables 6-7 from it); mnet_backbone.tradeoff keeps the pure functions of measured
+    numbers: no timing loop, no deploy runtime, no plot."""
+    import ast
+    import pathlib
+
+    from mnet_backbone.weights import ENTRIES
+    for r in published.accuracy_table("paper"):
+        entry = ENTRIES[f"keras_{r.alpha}_{r.resolution}"]
+        assert entry.top1 == r.top1, entry.name
+    tree = ast.parse(pathlib.Path(t.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not any(m.startswith(("deploy", "matplotlib")) for m in imported), imported
+    assert not hasattr(t, "measure") and not hasattr(t, "frontier") and not hasattr(t, "_TFSLIM")
 
 
 # --- models, options, config lines ---------------------------------------------------------------
@@ -169,20 +191,20 @@ def test_model_specs():
 
 def test_options_are_checked_before_any_work():
     with pytest.raises(ValueError) as err:
-        t.check_options("tensorrt")
+        timing.check_options(Timing("tensorrt"))
     assert "tensorrt" in str(err.value)
     assert all(b in str(err.value) for b in ("auto", "pytorch", "onnxruntime", "openvino"))
     with pytest.raises(ValueError, match="fp32, bf16, int8"):
-        t.check_options("onnxruntime", "fp16")
+        timing.check_options(Timing("onnxruntime", "fp16"))
     with pytest.raises(ValueError, match="classify, ssdlite320"):
-        t.check_options(task="segment")
+        timing.check_options(Timing(), task="segment")
     with pytest.raises(ValueError, match="batch"):
-        t.check_options(batch=0)
+        timing.check_options(Timing(batch=0))
     with pytest.raises(backends.PrecisionNotSupportedError, match="fp32 only"):
-        t.check_options("pytorch", "int8")
+        timing.check_options(Timing("pytorch", "int8"))
     if has("onnxruntime"):
         with pytest.raises(backends.PrecisionNotSupportedError, match="ONNX Runtime"):
-            t.check_options("onnxruntime", "bf16")
+            timing.check_options(Timing("onnxruntime", "bf16"))
 
 
 @pytest.mark.skipif(not has("openvino") or backends.bf16_support()["supported"],
@@ -190,7 +212,7 @@ def test_options_are_checked_before_any_work():
 def test_bf16_without_native_support_is_the_existing_clear_error():
     for backend in ("openvino", "auto"):
         with pytest.raises(backends.PrecisionNotSupportedError, match="no native bf16"):
-            t.check_options(backend, "bf16")
+            timing.check_options(Timing(backend, "bf16"))
 
 
 def test_usage_names_the_weights_entry_and_lines():
@@ -271,10 +293,10 @@ def test_detector_on_pytorch_times_the_torchvision_ssdlite():
     from mnet_backbone.cost import measure as count_hooks
 
     spec = t.ModelSpec(0.25, 128)
-    rows = t.measure([spec], task="ssdlite320", backend="pytorch", rounds=2, calls=1)
+    rows = timing.measure([spec], "ssdlite320", Timing("pytorch", rounds=2, calls=1))
     (r,) = rows
     assert r.task == "ssdlite320" and r.latency_ms > 0 and r.samples == 2
-    model = t._build_detector(spec)
+    model = timing._build_detector(spec)
     assert model.transform.fixed_size == (128, 128)
     with torch.no_grad():
         assert len(model([torch.rand(3, 128, 128)])[0]["boxes"]) == 0  # no NMS work timed
@@ -287,8 +309,8 @@ def test_detector_on_pytorch_times_the_torchvision_ssdlite():
                     reason="needs the deploy extra")
 def test_auto_exports_and_picks_a_measured_backend(tmp_path):
     cache = str(tmp_path / "choice.json")
-    (r,) = t.measure(t.parse_models("0.25:64"), backend="auto", rounds=2, calls=1, cache=cache,
-                     workdir=str(tmp_path / "files"))
+    (r,) = timing.measure(t.parse_models("0.25:64"), "classify", Timing("auto", rounds=2, calls=1),
+                          cache=cache, workdir=str(tmp_path / "files"))
     assert r.backend in backends.available_backends() and set(r.auto_ms) == set(
         backends.available_backends())
     assert r.latency_ms > 0 and os.path.isfile(cache)

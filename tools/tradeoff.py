@@ -8,7 +8,7 @@
     python tools/tradeoff.py --from-json work_dirs/tradeoff/tradeoff_classify.json --budget-ms 2
 
 Measures every alpha x resolution model with the chosen backend, precision, batch and threads
-(mnet_backbone.tradeoff.frontier), joins the published ImageNet accuracy of each (TF-slim's
+(tools/tradeoff_timing.py), joins the published ImageNet accuracy of each (TF-slim's
 mobilenet_v1.md, source per row), prints the Pareto frontier (accuracy vs measured latency) and
 the best model within --budget-ms with its config / get_model line and weights entry, and writes
 <output>/tradeoff_<task>.json and .png (accuracy vs latency with the frontier; beside it, the
@@ -25,17 +25,25 @@ import os.path as osp
 import sys
 import time
 
+import numpy as np
+import torch
+from tradeoff_timing import BACKEND_CHOICES, Timing, check_options, measure
+
+from mnet_backbone import tradeoff as t
+from mnet_backbone.cost import count
+from mnet_backbone.deploy.backends import PRECISIONS, machine_fingerprint
+from mnet_backbone.deploy.detector_pipeline import check_output_dir
+from mnet_backbone.files import atomic_path, atomic_write
+from mnet_backbone.published import SOURCES, accuracy_table
+
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
 
 def build_parser():
-    from mnet_backbone import tradeoff as t
-    from mnet_backbone.deploy.backends import PRECISIONS
-
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--budget-ms", type=float, help="latency budget per call (one batch), ms")
-    p.add_argument("--backend", default="auto", metavar="|".join(t.BACKEND_CHOICES),
+    p.add_argument("--backend", default="auto", metavar="|".join(BACKEND_CHOICES),
                    help="where to run the models (default: auto, the faster runtime per model)")
     p.add_argument("--precision", default="fp32", metavar="|".join(PRECISIONS))
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
@@ -49,7 +57,7 @@ def build_parser():
     p.add_argument("--threads", type=int, default=2, help="threads per model (default 2)")
     p.add_argument("--rounds", type=int, default=20, help="timing rounds (default 20)")
     p.add_argument("--calls", type=int, default=3, help="timed calls per model and round")
-    p.add_argument("--accuracy-source", default="tfslim_2017", metavar="|".join(t.SOURCES),
+    p.add_argument("--accuracy-source", default="tfslim_2017", metavar="|".join(SOURCES),
                    help="published accuracy to rank by (default tfslim_2017)")
     p.add_argument("--output", "--out", dest="output",
                    default=osp.join(ROOT, "work_dirs", "tradeoff"),
@@ -64,9 +72,7 @@ def build_parser():
 
 def machine(threads):
     """CPU model, ISA flags that change kernels, cores, threads, runtime versions, load."""
-    from mnet_backbone.deploy.backends import machine_fingerprint
     cpu, isa, cores, _, versions = machine_fingerprint(threads).split("|")
-    import torch
     return {"cpu": cpu, "isa": isa.split(",") if isa else [],
             "cores": int(cores.split("=")[1]), "threads": threads,
             "versions": [v for v in versions.split(",") if v] + [f"torch={torch.__version__}"],
@@ -76,7 +82,6 @@ def machine(threads):
 def fits(rows):
     """How latency follows mult-adds: power-law exponents (bench.scaling_exponents, on a full
     alpha x resolution grid) and a straight line latency = floor + slope * GMAC."""
-    import numpy as np
     out = {}
     if len(rows) >= 3:
         ma = np.array([r.mult_adds / 1e9 for r in rows])
@@ -150,7 +155,6 @@ def all_rows_table(result):
 
 
 def write_json(data, path):
-    from mnet_backbone.files import atomic_write
     with atomic_write(path, "w") as f:
         json.dump(data, f, indent=1, default=str)
     return path
@@ -170,9 +174,6 @@ def plot(result, fit, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from mnet_backbone.cost import count
-    from mnet_backbone.tradeoff import SOURCES, accuracy_table
 
     classify = result.task == "classify"
     score = (lambda r: r.top1) if classify else (lambda r: r.mult_adds / 1e6)
@@ -252,8 +253,6 @@ def plot(result, fit, path):
     if ax2.get_legend_handles_labels()[0]:
         ax2.legend(fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-
-    from mnet_backbone.files import atomic_path
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=120, format="png")
@@ -271,18 +270,15 @@ def _fail(parser, message):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
-    from mnet_backbone import tradeoff as t
-    from mnet_backbone.deploy.detector_pipeline import check_output_dir
-
     # every check before any model is built
     if args.budget_ms is not None and not args.budget_ms > 0:
         return _fail(parser, f"--budget-ms must be > 0, got {args.budget_ms:g}")
     for name in ("rounds", "calls"):
         if getattr(args, name) < 1:
             return _fail(parser, f"--{name} must be >= 1")
-    if args.accuracy_source not in t.SOURCES:
+    if args.accuracy_source not in SOURCES:
         return _fail(parser, f"unknown --accuracy-source {args.accuracy_source!r}; choose one of "
-                             f"{', '.join(t.SOURCES)}")
+                             f"{', '.join(SOURCES)}")
     data = None
     try:
         if args.from_json:
@@ -299,7 +295,9 @@ def main(argv=None):
             task = data.get("task", "classify")
         else:
             task = args.task
-            t.check_options(args.backend, args.precision, task, args.batch, args.threads)
+            timing = Timing(args.backend, args.precision, args.batch, args.threads, args.rounds,
+                            args.calls)
+            check_options(timing, task)
             models = t.parse_models(args.models, task) if args.models else t.default_models(task)
             if args.add:
                 models += [m for m in t.parse_models(args.add, task) if m not in models]
@@ -322,13 +320,10 @@ def main(argv=None):
               f"cores, {args.threads} threads; load average {info['loadavg_start']:.2f}",
               flush=True)
         start = time.time()
-        rows = t.measure(models, task=task, backend=args.backend, precision=args.precision,
-                         batch=args.batch, threads=args.threads, rounds=args.rounds,
-                         calls=args.calls, log=lambda m: print(m, flush=True))
+        rows = measure(models, task, timing, log=lambda m: print(m, flush=True))
         info["loadavg_end"] = os.getloadavg()[0]
         info["seconds"] = round(time.time() - start, 1)
-        options = {"backend": args.backend, "precision": args.precision, "batch": args.batch,
-                   "threads": args.threads, "rounds": args.rounds, "calls": args.calls}
+        options = timing.as_dict()
         # the measurement is kept first: whatever happens below, --from-json can re-read it
         write_json({"task": task, "options": options, "machine": info,
                     "rows": [r.as_dict() for r in rows]},
@@ -352,7 +347,7 @@ def main(argv=None):
         print(f"warning: load average {info['loadavg_start']:.2f} at start: other processes "
               f"share the CPU, latencies are inflated and noisy")
     if result.task == "classify":
-        print(f"Accuracy: {t.SOURCES[result.accuracy_source]}")
+        print(f"Accuracy: {SOURCES[result.accuracy_source]}")
     else:
         print("No accuracy is published for these detectors: the frontier ranks by mult-adds "
               "(the paper's 16 models gain accuracy with mult-adds, Fig. 4), no mAP is invented. "
@@ -385,7 +380,7 @@ def main(argv=None):
     out.update(machine=info, fits=fit, written=time.strftime("%Y-%m-%d %H:%M:%S"),
                budget_error=error,
                accuracy_table=[dict(dataclasses.asdict(r), citation=r.citation)
-                               for r in t.accuracy_table(result.accuracy_source)])
+                               for r in accuracy_table(result.accuracy_source)])
     files = [write_json(out, stem + ".json")]
     if not args.no_png:
         files.append(plot(result, fit, stem + ".png"))
