@@ -27,8 +27,8 @@ from mnet_backbone.weights.cli import main as convert_main
 from test_weights import _randomize_bn_torch
 from mnet_backbone.weights.convert import convert_file
 from mnet_backbone.weights.layout import block_prefixes
-from mnet_backbone.weights.tf_graph import (IMAGENET_GRAPH, from_tf_graph, parse_graph_def,
-                                            read_tf_graph)
+from mnet_backbone.weights.graph_def import parse_graph_def, read_tf_graph
+from mnet_backbone.weights.tf_graph import IMAGENET_GRAPH, from_tf_graph
 
 from real_weights import PHOTOS, photo_batch, real_graph_path, real_model
 

@@ -12,7 +12,7 @@
   (``module.``, ``_orig_mod.``) or inside a detector (``backbone.``).
 * ``tf_graph``: :func:`~mnet_backbone.weights.tf_graph.from_tf_graph` - TF-slim frozen graphs
   (``.pb``, or Google's release ``.tgz`` holding ``*_frozen.pb``), read without TensorFlow by
-  :mod:`mnet_backbone.weights.tf_graph`; the settings come from the graph's own ops.
+  :mod:`mnet_backbone.weights.graph_def`; the settings come from the graph's own ops.
 
 :func:`convert_file` reads a file of any of them, :func:`convert_state_dict` a state dict in
 memory; both give :class:`~mnet_backbone.weights.loaded.LoadedWeights`.
@@ -30,7 +30,8 @@ from .entries import KERAS_MODEL_KWARGS, TIMM_MODEL_KWARGS
 from .hub import CorruptWeightsError, IncompatibleWeightsError, load_checkpoint
 from .layout import block_prefixes, put_bn
 from .loaded import LoadedWeights
-from .tf_graph import from_tf_graph, is_tf_graph_path, read_tf_graph
+from .graph_def import is_tf_graph_path, read_tf_graph
+from .tf_graph import from_tf_graph
 
 __all__ = ["CONVERTERS", "SOURCES", "Converter", "read_keras_h5", "from_keras", "from_timm",
            "from_sequential", "from_plain", "convert_file", "convert_state_dict"]
