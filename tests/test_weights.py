@@ -723,3 +723,40 @@ def test_one_fit_check_with_each_face_wording():
         check_state_dict(model, wider, "w")
     frozen = MobileNetV1(alpha=0.25, num_classes=10, norm_layer=FrozenBatchNorm2d)
     check_state_dict(frozen, model.state_dict(), "w")  # its num_batches_tracked are dropped
+
+
+def test_an_entry_is_downloaded_when_its_tensors_are_first_used(monkeypatch):
+    """load() of an entry knows its settings at once and downloads on first use of the tensors
+    (once): build_model locates, loads, merges the settings and builds before any download."""
+    from mnet_backbone.weights import load as weights_load
+    from mnet_backbone.weights import locate
+    from mnet_backbone.weights.settings import required_kwargs
+    calls = []
+
+    def load_state_dict(entry, progress=True, check_hash=True):
+        calls.append(entry.name)
+        return MobileNetV1(alpha=entry.alpha, **entry.model_kwargs).state_dict()
+
+    monkeypatch.setattr(weights_load, "load_state_dict", load_state_dict)
+    entry = ENTRIES["keras_0.25_128"]
+    loaded = weights_load.load(locate(entry.name))
+    assert required_kwargs(loaded) == required_kwargs(entry) and calls == []
+    assert loaded.description == "weights 'keras_0.25_128'" and loaded.source == "keras"
+    assert loaded.state_dict is loaded.state_dict and calls == [entry.name]  # read once
+    backbone = loaded.without_classifier()
+    assert backbone.num_classes is None and backbone.alpha == 0.25
+    assert "num_classes" not in required_kwargs(backbone)
+    assert not any(k.startswith("fc.") for k in backbone.state_dict)
+    # a file's weights fix their settings only; their shapes decide alpha and the classes
+    assert required_kwargs(weights_load.load(locate(MobileNetV1(alpha=0.5).state_dict()))) == {}
+
+
+def test_a_face_chooses_which_fixed_argument_is_checked_first():
+    from mnet_backbone.weights.settings import merge_kwargs, required_kwargs
+    required = required_kwargs(ENTRIES["keras_0.25_128"])
+    given = {"alpha": 1.0, "num_classes": 10}
+    with pytest.raises(IncompatibleWeightsError, match="need alpha=0.25"):
+        merge_kwargs(given, required, "w")
+    with pytest.raises(IncompatibleWeightsError, match="need num_classes=1000"):
+        merge_kwargs(given, required, "w", check_first=("num_classes",))
+    assert merge_kwargs({}, required, check_first=("num_classes", "nope")) == required

@@ -66,13 +66,6 @@ def torchvision_mismatch(weights: Any, what: str, param: str, expected: Any,
                       f"{given!r} instead (fixed{source}).{hint}")
 
 
-def overwrite_named_param(kwargs: Dict[str, Any], param: str, new_value: Any,
-                          weights: Any = None) -> None:
-    """torchvision's rule: an argument the weights fix must be left out or equal to theirs."""
-    kwargs.update(_settings.fill_kwargs(kwargs, {param: new_value},
-                                        mismatch=functools.partial(torchvision_mismatch, weights)))
-
-
 def _categories(num_classes: int) -> List[str]:
     imagenet = list(_TV._IMAGENET_CATEGORIES)
     if num_classes == len(imagenet):
@@ -235,7 +228,9 @@ def mobilenet_v1(*, weights: Optional[MobileNet_V1_Weights] = None, progress: bo
     weights = MobileNet_V1_Weights.verify(weights)
     if weights is None:
         return _weights.build_model(None, kwargs)
-    # torchvision's order: the classes of the weights' categories first, then what they fix
-    overwrite_named_param(kwargs, "num_classes", len(weights.meta["categories"]), weights)
+    # torchvision's convention: num_classes comes from the weights' categories and is checked
+    # before what else they fix (the one check: the weights' settings, in build_model)
+    kwargs.setdefault("num_classes", len(weights.meta["categories"]))
     return _weights.build_model(weights.entry, kwargs, progress=progress,
-                                mismatch=functools.partial(torchvision_mismatch, weights))
+                                mismatch=functools.partial(torchvision_mismatch, weights),
+                                check_first=("num_classes",))

@@ -12,11 +12,12 @@ through the ``mnet://<entry>`` checkpoint scheme)::
 
 One descent, each step in one module: :func:`~mnet_backbone.weights.spec.locate` says what a
 spec is (entry, file, URL, state dict); :func:`~mnet_backbone.weights.load.load` gets it (entries
-through the cache of :mod:`~mnet_backbone.weights.hub`, files through the converter of their
-source in :data:`~mnet_backbone.weights.convert.CONVERTERS`) as one
-:class:`~mnet_backbone.weights.loaded.LoadedWeights`, whose ``apply`` checks and loads it into a
-model; :mod:`~mnet_backbone.weights.settings` turns the settings weights need into a model's
-arguments.
+through the cache of :mod:`~mnet_backbone.weights.hub` when their tensors are first used, files
+through the converter of their source in :data:`~mnet_backbone.weights.convert.CONVERTERS`) as
+one :class:`~mnet_backbone.weights.loaded.LoadedWeights`;
+:mod:`~mnet_backbone.weights.settings` turns the settings they need into a new model's
+arguments; ``LoadedWeights.load_into`` checks that they fit that model (``apply``: any model,
+switched to their settings) and loads them.
 
 Weights trained in TF/Keras need TF "SAME" padding and BN eps 1e-3: :func:`mobilenet_v1` builds
 the model with them, :func:`load_weights` switches an existing model to them (with a warning).
@@ -25,7 +26,7 @@ gives the 1000 ImageNet classes.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 from torch import nn
 
@@ -66,28 +67,27 @@ def load_weights(model: nn.Module, weights: WeightsLike, backbone_only: bool = F
 
 def build_model(weights: Optional[WeightsLike], kwargs: Mapping[str, Any], *,
                 progress: bool = True, backbone_only: bool = False,
-                drop_background: bool = False, mismatch: Mismatch = incompatible) -> MobileNetV1:
+                drop_background: bool = False, mismatch: Mismatch = incompatible,
+                check_first: Sequence[str] = ()) -> MobileNetV1:
     """The one builder behind every face's ``mobilenet_v1``: :func:`mobilenet_v1` with the
-    core's arguments as the dict ``kwargs`` and ``mismatch`` choosing the error for an argument
-    the weights fix otherwise (see :func:`~mnet_backbone.weights.settings.merge_kwargs`).
+    core's arguments as the dict ``kwargs``; ``mismatch`` chooses the error for an argument the
+    weights fix otherwise, ``check_first`` the arguments checked before the others (see
+    :func:`~mnet_backbone.weights.settings.merge_kwargs`).
 
-    Locate, build, load, apply: an entry's settings are known before anything is downloaded (a
-    mismatch fails first); a file, URL or state dict is read first, for the settings it holds.
+    Locate, load, build, load into: an entry's settings are known before anything is downloaded
+    (a mismatch fails first, its tensors are downloaded after the build); a file, URL or state
+    dict is read first, for the settings it holds.
     """
     if weights is None:
         if backbone_only or drop_background:
             raise ValueError("backbone_only=True / drop_background=True need weights")
         return MobileNetV1(**kwargs)
     located = locate(weights)
-    read = None if located.kind == "entry" else _load.load(located, progress)
-    if read is None:
-        forced = required_kwargs(located.entry, backbone_only, drop_background)
-        what = f"weights {located.entry.name!r}"
-    else:
-        forced, what = read.forced_kwargs(backbone_only), read.description
-    model = MobileNetV1(**merge_kwargs(kwargs, forced, what, mismatch))
-    loaded = read or _load.load(located, progress)
-    loaded.apply(model, backbone_only, drop_background=drop_background)
+    loaded = _load.load(located, progress)
+    required = required_kwargs(loaded, backbone_only, drop_background)
+    model = MobileNetV1(**merge_kwargs(kwargs, required, loaded.description, mismatch,
+                                       check_first))
+    loaded.load_into(model, backbone_only, drop_background)
     return model
 
 

@@ -331,7 +331,7 @@ def convert_state_dict(checkpoint, source: Optional[str] = None, name: str = "th
     if isinstance(meta, dict) and meta.get("format") == "mnet_backbone":
         model_kwargs = dict(meta.get("model_kwargs") or {})
         detected = meta.get("source", detected)
-    return LoadedWeights(state_dict, model_kwargs, detected, f"{detected} {origin}")
+    return LoadedWeights.of(state_dict, model_kwargs, detected, f"{detected} {origin}")
 
 
 def convert_file(path: str, source: Optional[str] = None,
@@ -355,4 +355,5 @@ def convert_file(path: str, source: Optional[str] = None,
     if converter is None or converter.read is None:
         return convert_state_dict(_read_file(path), source, path, f"weights from {given or path}")
     state_dict, model_kwargs = converter.convert(converter.read(path))
-    return LoadedWeights(state_dict, model_kwargs, source, f"{source} weights from {given or path}")
+    return LoadedWeights.of(state_dict, model_kwargs, source,
+                            f"{source} weights from {given or path}")

@@ -7,6 +7,7 @@ download replace it here, or serve files from 127.0.0.1).
 """
 from __future__ import annotations
 
+import functools
 import os
 import urllib.parse
 from typing import Dict, Optional
@@ -39,16 +40,19 @@ def load(located: Located, progress: bool = True, check_hash: bool = True,
          source: Optional[str] = None) -> LoadedWeights:
     """The weights ``located`` names (see :func:`~mnet_backbone.weights.spec.locate`).
 
-    ``source`` (one of :data:`~mnet_backbone.weights.convert.SOURCES`) is checked, or detected
-    when None.
+    A registered entry is downloaded (:func:`load_state_dict`) when its tensors are first used:
+    its settings, ``alpha`` and ``num_classes`` are known before. A URL is downloaded and a file
+    read here, for the settings they hold. ``source`` (one of
+    :data:`~mnet_backbone.weights.convert.SOURCES`) is checked, or detected when None.
     """
     if located.kind == "entry":
         entry = located.entry
         if source is not None and source != entry.source:
             raise IncompatibleWeightsError(f"{entry.name} is a {entry.source!r} entry, not "
                                            f"{source!r}")
-        return LoadedWeights(load_state_dict(entry, progress, check_hash),
-                             dict(entry.model_kwargs), entry.source, f"weights {entry.name!r}")
+        return LoadedWeights(functools.partial(load_state_dict, entry, progress, check_hash),
+                             dict(entry.model_kwargs), entry.source, f"weights {entry.name!r}",
+                             entry.alpha, entry.num_classes)
     elif located.kind == "url":
         return convert_download(located.url, located.path,
                                   lambda path: convert_file(path, source, given=located.url),

@@ -2,15 +2,19 @@
 
 :class:`LoadedWeights` is what loading any weights spec gives (see
 :func:`mnet_backbone.weights.load.load`): the state dict, the model settings the weights force,
-their source and a description for messages. :meth:`LoadedWeights.apply` checks that they fit a
-model (:func:`mnet_backbone.state_dicts.check_state_dict`, worded for weights), switches the
-model to their padding and BN eps (:func:`apply_model_kwargs`) and loads them.
+their source and a description for messages. A registered entry's tensors are downloaded when
+first used, so its settings are checked against a caller's arguments before anything is
+downloaded. :meth:`LoadedWeights.apply` checks that they fit a model
+(:func:`mnet_backbone.state_dicts.check_state_dict`, worded for weights), switches the model to
+their padding and BN eps (:func:`apply_model_kwargs`) and loads them;
+:meth:`LoadedWeights.load_into` checks and loads into a model built with their settings.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
-from typing import Dict, Mapping
+from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from torch import Tensor, nn
 
@@ -24,20 +28,26 @@ __all__ = ["LoadedWeights", "apply_model_kwargs", "check_fit"]
 
 @dataclasses.dataclass(frozen=True)
 class LoadedWeights:
-    """Weights converted to this package's keys."""
+    """Weights converted to this package's keys; :attr:`state_dict` is read (a registered entry:
+    downloaded) on first use."""
 
-    state_dict: Dict[str, Tensor]
+    read: Callable[[], Dict[str, Tensor]] = dataclasses.field(repr=False, compare=False)
     model_kwargs: Dict  # the core MobileNetV1 settings they need (tf_padding, bn_eps, ...)
     source: str         # one of mnet_backbone.weights.convert.SOURCES
     description: str    # "weights 'keras_1.0_224'", "keras weights from w.h5", ...
+    # What a registered entry fixes besides model_kwargs; None: the tensors' shapes decide.
+    alpha: Optional[float] = None
+    num_classes: Optional[int] = None
 
-    def forced_kwargs(self, backbone_only: bool = False) -> Dict:
-        """The core arguments these weights fix: their settings (``num_classes`` among them only
-        without ``backbone_only``)."""
-        forced = dict(self.model_kwargs)
-        if backbone_only:
-            forced.pop("num_classes", None)
-        return forced
+    @classmethod
+    def of(cls, state_dict: Dict[str, Tensor], model_kwargs: Mapping, source: str,
+           description: str) -> "LoadedWeights":
+        """Weights whose tensors are at hand."""
+        return cls(lambda: state_dict, dict(model_kwargs), source, description)
+
+    @functools.cached_property
+    def state_dict(self) -> Dict[str, Tensor]:
+        return self.read()
 
     def without_background(self) -> "LoadedWeights":
         """A 1000-class ImageNet classifier from a TF-slim 1001-class one (output 0,
@@ -54,13 +64,15 @@ class LoadedWeights:
         state_dict["fc.weight"] = weight[1:].clone()
         if "fc.bias" in state_dict:
             state_dict["fc.bias"] = state_dict["fc.bias"][1:].clone()
-        return dataclasses.replace(self, state_dict=state_dict,
-                                   description=f"{self.description} (background class dropped)")
+        return dataclasses.replace(
+            self, read=lambda: state_dict,
+            num_classes=None if self.num_classes is None else self.num_classes - 1,
+            description=f"{self.description} (background class dropped)")
 
     def without_classifier(self) -> "LoadedWeights":
         """The backbone's weights alone (``fc.*`` left out)."""
-        return dataclasses.replace(self, state_dict={
-            k: v for k, v in self.state_dict.items() if not k.startswith("fc.")})
+        backbone = {k: v for k, v in self.state_dict.items() if not k.startswith("fc.")}
+        return dataclasses.replace(self, read=lambda: backbone, num_classes=None)
 
     def apply(self, model: nn.Module, backbone_only: bool = False, strict: bool = True,
               drop_background: bool = False):
@@ -72,16 +84,32 @@ class LoadedWeights:
         ``drop_background`` loads a TF-slim 1001-class head as the 1000 ImageNet classes
         (:meth:`without_background`).
         """
-        weights = self.without_background() if drop_background else self
-        state_dict = weights.state_dict
-        if backbone_only:
-            state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
-            if strict:  # the model's own classifier stays
-                state_dict.update({k: v for k, v in model.state_dict().items()
-                                   if k.startswith("fc.")})
-        check_fit(model, state_dict, weights.description, strict)
+        weights, state_dict = _fitting(self, model, backbone_only, strict, drop_background)
         apply_model_kwargs(model, weights.model_kwargs, weights.description, stacklevel=4)
         return model.load_state_dict(state_dict, strict=strict)
+
+    def load_into(self, model: nn.Module, backbone_only: bool = False,
+                  drop_background: bool = False):
+        """:meth:`apply` for a model built with these weights' settings
+        (:func:`mnet_backbone.weights.build_model`): checked and loaded, nothing to switch."""
+        state_dict = _fitting(self, model, backbone_only, True, drop_background)[1]
+        return model.load_state_dict(state_dict)
+
+
+def _fitting(weights: LoadedWeights, model: nn.Module, backbone_only: bool, strict: bool,
+             drop_background: bool) -> Tuple[LoadedWeights, Dict[str, Tensor]]:
+    """The weights as they meet ``model`` (background dropped, the model's own classifier for
+    ``backbone_only``) and their state dict, checked to fit it."""
+    if drop_background:
+        weights = weights.without_background()
+    state_dict = weights.state_dict
+    if backbone_only:
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith("fc.")}
+        if strict:  # the model's own classifier stays
+            state_dict.update({k: v for k, v in model.state_dict().items()
+                               if k.startswith("fc.")})
+    check_fit(model, state_dict, weights.description, strict)
+    return weights, state_dict
 
 
 def _alpha_hint(state_dict: Mapping[str, Tensor]) -> str:
