@@ -3,18 +3,15 @@
 The counts are the library's (:func:`mnet_backbone.cost.cost_grid`); the drawing needs
 matplotlib, which the package does not depend on.
 """
+from plots import pyplot, save_png
+
 from mnet_backbone.cost import cost_grid
-from mnet_backbone.files import atomic_path
 from mnet_backbone.model import PAPER_RESOLUTIONS
 
 
 def plot_cost_grid(path: str) -> str:
     """PNG of mult-adds vs parameters for the 16 alpha x resolution models; returns ``path``."""
-    import matplotlib  # optional: only this picture needs it
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 5))
+    fig, ax = pyplot().subplots(figsize=(7, 5))
     grid = cost_grid()
     for resolution in PAPER_RESOLUTIONS:
         pts = [(c.params / 1e6, c.mult_adds / 1e6, a) for a, r, c in grid if r == resolution]
@@ -29,9 +26,4 @@ def plot_cost_grid(path: str) -> str:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(title="input")
     fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(fig, path)

@@ -27,13 +27,14 @@ import time
 
 import numpy as np
 import torch
+from plots import pyplot, save_png
 from tradeoff_timing import BACKEND_CHOICES, Timing, check_options, measure
 
 from mnet_backbone import tradeoff as t
 from mnet_backbone.cost import count
 from mnet_backbone.deploy.backends import PRECISIONS, machine_fingerprint
 from mnet_backbone.deploy.detector_pipeline import check_output_dir
-from mnet_backbone.files import atomic_path, atomic_write
+from mnet_backbone.files import atomic_write
 from mnet_backbone.published import SOURCES, accuracy_table
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -171,10 +172,7 @@ def _log_ticks(axis):
 def plot(result, fit, path):
     """Left: the measured trade-off with the frontier (and budget); right: the paper's view,
     published accuracy vs mult-adds (classify) or latency vs mult-adds (detector)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     classify = result.task == "classify"
     score = (lambda r: r.top1) if classify else (lambda r: r.mult_adds / 1e6)
     ylabel = "ImageNet top-1 (%, published)" if classify else "mult-adds (M) (no mAP published)"
@@ -253,12 +251,7 @@ def plot(result, fit, path):
     if ax2.get_legend_handles_labels()[0]:
         ax2.legend(fontsize=7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=120, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def _fail(parser, message):
