@@ -1,9 +1,8 @@
 """What the mmdet and mmpretrain faces share (mnet_backbone.openmmlab): it needs no mmdet, it
-registers all or nothing, its __init__ patches undo, and the old module paths still work."""
+registers all or nothing, and its __init__ patches undo."""
 import subprocess
 import sys
 import textwrap
-import warnings
 
 import pytest
 
@@ -109,22 +108,6 @@ def test_init_patch_rewrites_arguments_and_undoes():
     patch.undo()
     assert Detector.__init__ is original and not patch.active
     assert Detector('mnet').neck is None
-
-
-def test_old_module_paths_forward_with_a_deprecation_warning():
-    if not has('mmdet'):
-        pytest.skip('needs mmdet')
-    from mnet_backbone.openmmlab import checkpoint, commands
-    with pytest.warns(DeprecationWarning, match=r"mmdet_plugin\.checkpoint moved to "
-                      r"mnet_backbone\.openmmlab\.checkpoint"):
-        from mnet_backbone.mmdet_plugin.checkpoint import load_runner_checkpoint
-    assert load_runner_checkpoint is checkpoint.load_runner_checkpoint
-    with pytest.warns(DeprecationWarning, match='openmmlab.commands'):
-        from mnet_backbone.mmdet_plugin.tools import run_cli
-    assert run_cli is commands.run_cli
-    with warnings.catch_warnings():
-        warnings.simplefilter('error')
-        import mnet_backbone.mmdet_plugin.runner  # noqa: F401  (importing alone does not warn)
 
 
 @pytest.fixture
