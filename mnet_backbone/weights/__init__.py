@@ -36,8 +36,8 @@ from .entries import ENTRIES, WeightEntry, get_entry, register
 from .hub import (CorruptWeightsError, HashMismatchError, IncompatibleWeightsError,
                   UnknownEntryError, WeightsDownloadError, WeightsError, cache_dir)
 from .load import convert_to_file, load_state_dict
-from .loaded import apply_model_kwargs
-from .settings import Mismatch, incompatible, merge_kwargs, required_kwargs
+from .loaded import LoadedWeights
+from .settings import Mismatch, apply_model_kwargs, incompatible, merge_kwargs, required_kwargs
 from .spec import Located, WeightsLike, locate
 from .tf_graph import MissingGraphError, imagenet_graph_path
 
@@ -61,7 +61,8 @@ def load_weights(model: nn.Module, weights: WeightsLike, backbone_only: bool = F
     :class:`IncompatibleWeightsError` naming the first mismatched layer and both shapes.
     Returns ``model.load_state_dict``'s result.
     """
-    loaded = _load.load(locate(weights), progress, check_hash)
+    located = locate(weights)
+    loaded = _load.load(located, progress, check_hash)
     return loaded.apply(model, backbone_only, strict, drop_background)
 
 
@@ -83,7 +84,7 @@ def build_model(weights: Optional[WeightsLike], kwargs: Mapping[str, Any], *,
             raise ValueError("backbone_only=True / drop_background=True need weights")
         return MobileNetV1(**kwargs)
     located = locate(weights)
-    loaded = _load.load(located, progress)
+    loaded: LoadedWeights = _load.load(located, progress)
     required = required_kwargs(loaded, backbone_only, drop_background)
     model = MobileNetV1(**merge_kwargs(kwargs, required, loaded.description, mismatch,
                                        check_first))

@@ -6,24 +6,24 @@ their source and a description for messages. A registered entry's tensors are do
 first used, so its settings are checked against a caller's arguments before anything is
 downloaded. :meth:`LoadedWeights.apply` checks that they fit a model
 (:func:`mnet_backbone.state_dicts.check_state_dict`, worded for weights), switches the model to
-their padding and BN eps (:func:`apply_model_kwargs`) and loads them;
+their padding and BN eps (:func:`~mnet_backbone.weights.settings.apply_model_kwargs`) and
+loads them;
 :meth:`LoadedWeights.load_into` checks and loads into a model built with their settings.
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import warnings
 from typing import Callable, Dict, Mapping, Optional, Tuple
 
 from torch import Tensor, nn
 
-from ..model import ACTIVATIONS
 from ..state_dicts import Misfit, check_state_dict
 from .hub import IncompatibleWeightsError
 from .layout import BACKGROUND_CLASSES
+from .settings import apply_model_kwargs
 
-__all__ = ["LoadedWeights", "apply_model_kwargs", "check_fit"]
+__all__ = ["LoadedWeights", "check_fit"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,51 +155,3 @@ def check_fit(model: nn.Module, state_dict: Mapping[str, Tensor], what: str,
     (the first misfit named); ``strict=False`` checks the shapes of the keys both have."""
     check_state_dict(model, state_dict, what, strict=strict,
                      explain=lambda misfit: _misfit_error(model, state_dict, what, misfit))
-
-
-def _conv_units(model: nn.Module):
-    """The core's ConvBNAct units (duck-typed, so mmdet's subclass works the same)."""
-    return [m for m in model.modules()
-            if hasattr(m, "tf_same_padding") and hasattr(m, "conv") and hasattr(m, "stride")]
-
-
-def apply_model_kwargs(model: nn.Module, model_kwargs: Mapping, what: str = "these weights",
-                       warn: bool = True, stacklevel: int = 2) -> list:
-    """Switch an existing model to the padding and BN eps ``model_kwargs`` ask for.
-
-    ``tf_padding`` and ``bn_eps`` are changed in place (returned as a list of what changed, with a
-    warning when ``warn``); an activation that differs cannot be switched and raises
-    :class:`IncompatibleWeightsError`.
-    """
-    changed = []
-    units = _conv_units(model)
-    activation = model_kwargs.get("activation")
-    if activation is not None and units:
-        wanted = ACTIVATIONS[activation]
-        actual = type(units[0].act)
-        if not isinstance(units[0].act, wanted):
-            raise IncompatibleWeightsError(
-                f"{what} were trained with {wanted.__name__} but the model uses "
-                f"{actual.__name__}; build it with activation={activation!r} (mmdet: "
-                f"act_cfg=dict(type={wanted.__name__!r}))")
-    tf_padding = model_kwargs.get("tf_padding")
-    if tf_padding is not None and bool(getattr(model, "tf_padding", False)) != tf_padding:
-        for unit in units:
-            same = tf_padding and unit.stride > 1
-            unit.tf_same_padding = same
-            k = unit.kernel_size
-            unit.conv.padding = (0, 0) if same else (k // 2, k // 2)
-        model.tf_padding = tf_padding
-        changed.append(f"tf_padding={tf_padding}")
-    eps = model_kwargs.get("bn_eps")
-    if eps is not None:
-        norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        if any(m.eps != eps for m in norms):
-            for m in norms:
-                m.eps = eps
-            changed.append(f"bn_eps={eps}")
-    if changed and warn:
-        warnings.warn(f"load_weights: {what} need {', '.join(changed)}; switched the model to "
-                      f"them (build it with these settings to skip this)", UserWarning,
-                      stacklevel=stacklevel)
-    return changed
