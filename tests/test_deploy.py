@@ -252,3 +252,111 @@ def test_classifier_and_backbone_files_on_every_backend(tmp_path, features):
     best, medians = backends.choose_backend(path, "fp32", 3, 1, cache=str(tmp_path / "c.json"),
                                             repeats=2)
     assert best in medians and set(medians) == set(backends.available_backends())
+
+
+def tiny_onnx(path: str) -> str:
+    """A one-convolution ONNX file with a dynamic batch axis, written directly (no export)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    weight = np.random.default_rng(0).standard_normal((4, 3, 3, 3)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["input", "w"], ["conv"], pads=[1, 1, 1, 1]),
+         helper.make_node("Relu", ["conv"], ["out"])], "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["batch", 4, 8, 8])],
+        [numpy_helper.from_array(weight, "w")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def fake_timer(ms_per_candidate, seen):
+    """time_interleaved's stand-in: each runner runs once (so every candidate really opened and
+    computes), then the given milliseconds come back as its times. Deterministic."""
+    def timer(runners, x, rounds, calls, warmup=2, pause=0.02):
+        seen.append(sorted(runners))
+        for run in runners.values():
+            assert run(x)[0].shape == (len(x), 4, 8, 8)
+        return {name: [ms_per_candidate[name] / 1e3] * rounds for name in runners}
+    return timer
+
+
+needs_both_backends = pytest.mark.skipif(
+    not (has("onnx") and has("onnxruntime") and has("openvino")),
+    reason="onnx, onnxruntime and openvino are the deploy extra")
+
+
+@needs_both_backends
+@pytest.mark.parametrize("winner", ["openvino/default", "onnxruntime/default",
+                                    "openvino/own-static", "onnxruntime/own"])
+def test_auto_takes_the_runtimes_defaults_where_they_measure_faster(tmp_path, monkeypatch,
+                                                                    winner):
+    """``auto`` measures every configuration of every backend, the runtimes' own defaults on
+    the same file included, and keeps the package's settings only where they are faster; the
+    runner says which configuration won and what was measured (fake timer: no timing here)."""
+    from mnet_backbone.deploy import backends
+    path = tiny_onnx(str(tmp_path / "tiny.onnx"))
+    labels = ["onnxruntime/own", "onnxruntime/default", "openvino/own", "openvino/own-static",
+              "openvino/default"]
+    assert backends.candidate_labels() == labels
+    ms = {label: 5.0 + i for i, label in enumerate(labels)}
+    ms[winner] = 1.0
+    seen = []
+    monkeypatch.setattr(backends, "time_interleaved", fake_timer(ms, seen))
+    cache = str(tmp_path / "choice.json")
+    runner = backends.open_model(path, "auto", "fp32", threads=1, batch=2, cache=cache)
+    assert seen == [sorted(labels)]  # every candidate measured, in one interleaved run
+    assert (runner.backend, runner.config) == tuple(winner.split("/"))
+    choice = runner.choice
+    assert choice.label == winner and choice.median_ms == ms and not choice.cached
+    assert winner in runner.describe() and "configuration" in runner.describe()
+    # The cache keeps the configuration: the next open measures nothing and runs the same.
+    again = backends.open_model(path, "auto", "fp32", threads=1, batch=2, cache=cache)
+    assert len(seen) == 1 and again.config == runner.config and again.choice.cached
+    # choose_backend: the winning backend, each backend's best configuration.
+    backend, medians = backends.choose_backend(path, "fp32", 2, 1, cache=cache)
+    assert backend == runner.backend and medians[backend] == 1.0
+    assert medians == {b: min(v for k, v in ms.items() if k.startswith(b + "/"))
+                       for b in ("onnxruntime", "openvino")}
+
+
+@needs_both_backends
+def test_every_backend_configuration_computes_the_same(tmp_path):
+    import numpy as np
+
+    from mnet_backbone.deploy import backends
+    path = tiny_onnx(str(tmp_path / "tiny.onnx"))
+    rng = np.random.default_rng(1)
+    x2, x3 = (rng.standard_normal((n, 3, 8, 8)).astype(np.float32) for n in (2, 3))
+    ref = backends.load(path, "onnxruntime", "fp32", threads=1)
+    assert ref.config == "own" and ref.choice is None
+    for backend, configs in backends.BACKEND_CONFIGS.items():
+        for config in configs:
+            runner = backends.load(path, backend, "fp32", 1, config, batch=2)
+            assert (runner.backend, runner.config) == (backend, config)
+            for x in (x2, x3):  # own-static: batch 2 static, batch 3 on the dynamic model
+                np.testing.assert_allclose(runner(x)[0], ref(x)[0], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown configuration 'own-static' for onnxruntime"):
+        backends.load(path, "onnxruntime", "fp32", 1, "own-static")
+    with pytest.raises(ValueError, match="unknown configuration 'fast'"):
+        backends.candidate_labels(["openvino/fast"])
+
+
+@needs_both_backends
+def test_auto_says_which_candidate_could_not_open(tmp_path, monkeypatch):
+    from mnet_backbone.deploy import backends
+    path = tiny_onnx(str(tmp_path / "tiny.onnx"))
+    real = backends._ov_runner
+
+    def no_static(path, precision, threads, config, shape):
+        if config == "own-static":
+            raise RuntimeError("Exception from src/core: cannot reshape\nmore detail")
+        return real(path, precision, threads, config, shape)
+    monkeypatch.setattr(backends, "_ov_runner", no_static)
+    ms = {"openvino/own": 3.0, "openvino/default": 2.0}
+    monkeypatch.setattr(backends, "time_interleaved", fake_timer(ms, []))
+    choice = backends.choose(path, "fp32", 1, 1, candidates=["openvino"],
+                             cache=str(tmp_path / "c.json"))
+    assert choice.label == "openvino/default" and set(choice.median_ms) == set(ms)
+    assert choice.skipped == {"openvino/own-static": "Exception from src/core: cannot reshape"}
+    assert "openvino/own-static skipped: Exception from src/core" in choice.describe()
