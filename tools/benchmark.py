@@ -4,6 +4,8 @@ torchvision, side by side in one run with the same threads.
     python tools/benchmark.py                      # 2 threads, writes work_dirs/benchmark/
     python tools/benchmark.py --threads 4 --rounds 20 --out-dir bench
     python tools/benchmark.py --quick              # fewer repetitions, no grid, no compile
+    # the fp32 limit and the package vs the runtimes' defaults only (a few minutes on 2 cores):
+    python tools/benchmark.py --no-grid --no-compile --no-mobile --no-agreement --no-peers
 
 Writes benchmark.md (tables, targets), benchmark.json and benchmark.png (latency per path; latency
 vs mult-adds of the 16 alpha x resolution models). See tools/classifier_bench.py for the method.
@@ -29,6 +31,10 @@ def parse_args(argv=None):
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile path")
     p.add_argument("--no-peers", action="store_true", help="skip timm and torchvision")
     p.add_argument("--no-grid", action="store_true", help="skip the 16 alpha x resolution models")
+    p.add_argument("--no-mobile", action="store_true",
+                   help="skip the ExecuTorch .pte and LiteRT .tflite rows of the package")
+    p.add_argument("--no-agreement", action="store_true",
+                   help="skip the int8 vs fp32 agreement (a trained or real-weights classifier)")
     p.add_argument("--agreement-images", type=int, default=500)
     p.add_argument("--out-dir", default="work_dirs/benchmark")
     p.add_argument("--litert-dir", default=LITERT_DIR,
@@ -48,7 +54,8 @@ def main(argv=None) -> int:
     cfg = BenchConfig(threads=args.threads, rounds=args.rounds, calls=args.calls,
                       batch=args.batch, batch_rounds=args.batch_rounds,
                       compile=not args.no_compile, peers=not args.no_peers,
-                      grid=not args.no_grid, agreement_images=args.agreement_images,
+                      grid=not args.no_grid, mobile=not args.no_mobile,
+                      agreement=not args.no_agreement, agreement_images=args.agreement_images,
                       work_dir=args.out_dir)
     if args.quick:
         cfg.rounds, cfg.batch_rounds, cfg.compile, cfg.grid = 3, 1, False, False

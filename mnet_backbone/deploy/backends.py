@@ -3,17 +3,17 @@
 :func:`load` opens a file on one backend and returns a :class:`Runner` (numpy in, list of
 numpy outputs out). Precisions:
 
-* ``fp32``: the fp32 file, computed in fp32 (OpenVINO is told so: on CPUs with AMX it would
-  otherwise pick bf16 by itself);
+* ``fp32``: the fp32 file, computed in fp32 (OpenVINO is told so: on CPUs with native bf16,
+  AMX or AVX512-BF16, it would otherwise pick bf16 by itself);
 * ``bf16``: the fp32 file run by OpenVINO with ``INFERENCE_PRECISION_HINT=bf16``, only where
   the CPU has native bf16 (AVX512-BF16 or AMX-BF16; :func:`bf16_support` says which); ONNX
   Runtime has no bf16 CPU kernels for these graphs;
 * ``int8``: a statically quantized (QDQ) file from :func:`mnet_backbone.deploy.quant.quantize_int8`,
   which both runtimes execute with int8 kernels.
 
-:func:`choose_backend` (``backend="auto"`` in :func:`open_model`) times every installed backend
-on the file, precision, batch size and thread count asked for, picks the fastest and remembers
-the choice per machine in a JSON cache (``$MNET_BACKEND_CACHE``, default
+:func:`choose` (``backend="auto"`` in :func:`open_model`) times every configuration of every
+installed backend on the file, precision, batch size and thread count asked for, picks the
+fastest and remembers the choice per machine in a JSON cache (``$MNET_BACKEND_CACHE``, default
 ``~/.cache/mnet-backbone/backend_choice.json``), so the measurement runs once.
 
 Every backend runs a file in one of its *configurations* (:data:`BACKEND_CONFIGS`):
