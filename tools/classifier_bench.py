@@ -581,7 +581,9 @@ def _targets(report: Dict[str, object]) -> List[dict]:
     timm_ort = paths.get("timm mobilenetv1_100 ONNX Runtime")
     timm_eager = paths.get("timm mobilenetv1_100 eager")
     deploy_ = paths[DEPLOY]
-    int8 = paths["mnet ONNX Runtime int8"]
+    ours_int8 = [p for p in report["paths"] if p["family"] == "ours" and p["precision"] == "int8"]
+    int8 = min(ours_int8, key=lambda p: p["b1_median_ms"])
+    int8_batch = max(ours_int8, key=lambda p: p["batch_img_s"])
     if timm_ort:
         target("best fp32 path at batch 1 faster than ONNX Runtime on timm's export",
                best["b1_median_ms"] < timm_ort["b1_median_ms"],
@@ -593,10 +595,17 @@ def _targets(report: Dict[str, object]) -> List[dict]:
            best["b1_median_ms"] <= 1.2 * peak_ms,
            f"{best['name']}: {best['b1_median_ms']:.2f} ms vs {peak_ms:.2f} ms at {peak:.0f} "
            f"GFLOP/s ({best['b1_median_ms'] / peak_ms:.2f}x)")
-    if report.get("auto"):
-        target("(backend='auto' chose, batch 1)", None, "; ".join(
-            f"{precision}: {c['backend']}/{c['config']}" for precision, c in
-            report["auto"].items()))
+    for precision, choice in (report.get("auto") or {}).items():
+        auto = paths[f"mnet auto {precision}"]
+        defaults = [p for p in report["paths"] if p["family"] == "runtime"
+                    and p["precision"] == precision]
+        fastest = min(defaults, key=lambda p: p["b1_median_ms"])
+        # Information, not a target: where auto chose a default, the two rows are one
+        # configuration timed twice, and which is faster is a coin toss.
+        target(f"({precision} batch 1: backend='auto' chose {choice['backend']}/"
+               f"{choice['config']}; vs the fastest runtime default)", None,
+               f"{auto['b1_median_ms']:.2f} ms vs {fastest['name']} "
+               f"{fastest['b1_median_ms']:.2f} ms")
     best_batch = max(ours_fp32, key=lambda p: p["batch_img_s"])
     target("batch-32 throughput >= batch-1 throughput (best fp32 path)",
            best["batch_img_s"] >= best["b1_img_s"],
@@ -614,10 +623,11 @@ def _targets(report: Dict[str, object]) -> List[dict]:
             target("(deploy + torch.compile vs timm eager, batch 1 / 32)", None,
                    f"{c1:.2f}x / {c32:.2f}x")
     speed = best["b1_median_ms"] / int8["b1_median_ms"]
-    target("int8 >= 1.8x faster than the best fp32 path (batch 1)", speed >= 1.8,
-           f"{speed:.2f}x ({int8['b1_median_ms']:.2f} ms)")
-    speed32 = int8["batch_img_s"] / best_batch["batch_img_s"]
-    target("(int8 vs the best fp32 path, batch 32 throughput)", None, f"{speed32:.2f}x")
+    target("best int8 path >= 1.8x faster than the best fp32 path (batch 1)", speed >= 1.8,
+           f"{speed:.2f}x ({int8['name']} {int8['b1_median_ms']:.2f} ms)")
+    speed32 = int8_batch["batch_img_s"] / best_batch["batch_img_s"]
+    target("(best int8 vs best fp32 path, batch 32 throughput)", None,
+           f"{speed32:.2f}x ({int8_batch['name']})")
     peers = [p for p in report["paths"] if p["family"] in ("runtime", "litert", "timm")]
     for precision in ("fp32", "int8"):
         ours = [p for p in report["paths"] if p["family"] == "ours" and p["precision"] == precision]
