@@ -16,7 +16,9 @@ head (``SSDHead``, ``SSDHeadPatched``, the SSDLite head) on any backbone, or a t
 with the batch axis and the image size dynamic. The post-processing is the model's own, in the
 same order: mmdet rescales boxes to the original image before NMS, torchvision after it.
 Everything up to the NMS inputs is traced from the model (its own anchor generator and box
-coder); the NMS tail is a few standard ONNX operators that ONNX Runtime and OpenVINO both run.
+coder); the NMS tail is traced from :func:`nms_tail`, the torch function the host runs for
+ExecuTorch / LiteRT files, with ONNX ``NonMaxSuppression`` for its NMS: a few standard ONNX
+operators that ONNX Runtime and OpenVINO both run.
 
 The layout of the model (input size, normalisation, thresholds, class names) is stored in the
 file's metadata as JSON under ``mnet_detector`` (:func:`read_spec`).
@@ -35,9 +37,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..files import atomic_path
+from ..postprocess import best_detections, candidate_boxes, nms_keep, top_candidates
 
 __all__ = ["DetectorSpec", "export_detector", "read_spec", "detector_spec", "DetectorGraph",
-           "OUTPUTS", "RAW_OUTPUTS", "GRAPH_OUTPUTS", "UnsupportedDetectorError", "nms_tail"]
+           "OUTPUTS", "RAW_OUTPUTS", "GRAPH_OUTPUTS", "UnsupportedDetectorError", "nms_tail",
+           "nms_per_class"]
 
 OUTPUTS = ("boxes", "scores", "labels", "num_detections")
 RAW_OUTPUTS = ("raw_cls", "raw_box")  # the head's own outputs, for parity checks
@@ -272,103 +276,101 @@ class DetectorGraph(nn.Module):
         return boxes, self._candidates(scores), scale, raw_cls, raw_box
 
 
-def _append_nms(graph, spec: DetectorSpec, num_classes: int, num_boxes: int) -> None:
-    """Add the NMS tail to ``graph`` (inputs nms_boxes/nms_scores/box_scale, outputs OUTPUTS)."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    k = min(spec.max_det, num_classes * num_boxes)
-
-    def const(name, value, dtype):
-        graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
-        return name
-
-    n = lambda *a, **kw: graph.node.append(helper.make_node(*a, **kw))  # noqa: E731
-    const("nms_max", [spec.max_det], np.int64)
-    const("nms_iou", [spec.iou_thr], np.float32)
-    const("nms_thr", [spec.score_thr], np.float32)
-    const("nms_k", [k], np.int64)
-    const("nms_n", num_boxes, np.int64)
-    const("nms_cn", [num_classes * num_boxes], np.int64)
-    const("nms_offset", spec.label_offset, np.int64)
-    const("nms_minus1", -1, np.int64)
-    const("nms_zero", 0.0, np.float32)
-    const("nms_axis0", [0], np.int64)
-    const("nms_axis1", [1], np.int64)
-    const("nms_axism1", [-1], np.int64)
-    for i in range(3):
-        const(f"nms_col{i}", i, np.int64)
-    n("NonMaxSuppression", ["nms_boxes", "nms_scores", "nms_max", "nms_iou", "nms_thr"],
-      ["nms_selected"], center_point_box=0)
-    n("GatherND", ["nms_scores", "nms_selected"], ["nms_sel_scores"])
-    for i, col in enumerate(("nms_b", "nms_c", "nms_i")):
-        n("Gather", ["nms_selected", f"nms_col{i}"], [col], axis=1)
-    n("Mul", ["nms_c", "nms_n"], ["nms_cn_off"])
-    n("Add", ["nms_cn_off", "nms_i"], ["nms_flat"])
-    n("Unsqueeze", ["nms_b", "nms_axism1"], ["nms_b2"])
-    n("Unsqueeze", ["nms_flat", "nms_axism1"], ["nms_flat2"])
-    n("Concat", ["nms_b2", "nms_flat2"], ["nms_index"], axis=1)
-    n("Shape", ["nms_scores"], ["nms_shape"])
-    n("Gather", ["nms_shape", "nms_axis0"], ["nms_batch"], axis=0)
-    n("Concat", ["nms_batch", "nms_cn"], ["nms_dense_shape"], axis=0)
-    n("ConstantOfShape", ["nms_dense_shape"], ["nms_dense0"],
-      value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0]))
-    n("ScatterND", ["nms_dense0", "nms_index", "nms_sel_scores"], ["nms_dense"])
-    n("TopK", ["nms_dense", "nms_k"], ["nms_top", "nms_top_idx"], axis=1, largest=1, sorted=1)
-    n("Div", ["nms_top_idx", "nms_n"], ["nms_label0"])
-    n("Mod", ["nms_top_idx", "nms_n"], ["nms_box_idx"])
-    n("Unsqueeze", ["nms_box_idx", "nms_axism1"], ["nms_box_idx2"])
-    n("GatherND", ["nms_boxes", "nms_box_idx2"], ["nms_sel_boxes"], batch_dims=1)
-    n("Mul", ["nms_sel_boxes", "box_scale"], ["nms_scaled"])
-    n("Greater", ["nms_top", "nms_zero"], ["nms_valid"])
-    n("Unsqueeze", ["nms_valid", "nms_axism1"], ["nms_valid2"])
-    n("Where", ["nms_valid2", "nms_scaled", "nms_zero"], ["boxes"])
-    n("Identity", ["nms_top"], ["scores"])
-    n("Add", ["nms_label0", "nms_offset"], ["nms_label1"])
-    n("Where", ["nms_valid", "nms_label1", "nms_minus1"], ["labels"])
-    n("Cast", ["nms_valid"], ["nms_valid_i"], to=TensorProto.INT64)
-    n("ReduceSum", ["nms_valid_i", "nms_axis1"], ["num_detections"], keepdims=0)
-    del graph.output[:]
-    graph.output.extend([
-        helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", k, 4]),
-        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", k]),
-        helper.make_tensor_value_info("labels", TensorProto.INT64, ["batch", k]),
-        helper.make_tensor_value_info("num_detections", TensorProto.INT64, ["batch"])])
-
-
 GRAPH_OUTPUTS = ("nms_boxes", "nms_scores", "box_scale", *RAW_OUTPUTS)  # DetectorGraph's
 
 
-@torch.no_grad()
+@torch.library.custom_op("mnet_backbone::nms_per_class", mutates_args=())
+def nms_per_class(boxes: Tensor, scores: Tensor, max_per_class: int, iou_threshold: float,
+                  score_threshold: float) -> Tensor:
+    """ONNX ``NonMaxSuppression`` as a keep mask: per image and class, greedy NMS
+    (``iou_threshold``; a box goes when its IoU with a kept one is above it) of the boxes
+    (B x N x 4) scored above ``score_threshold`` (scores: B x C x N), at most ``max_per_class``
+    kept. Returns B x C x N booleans. Eager: :mod:`mnet_backbone.postprocess`; in an ONNX
+    file: the ``NonMaxSuppression`` node (:func:`_nms_per_class_onnx`)."""
+    n = scores.shape[-1]
+    top, index, counts = top_candidates(scores, score_threshold, n)
+    keep = nms_keep(candidate_boxes(boxes, index), top, counts, iou_threshold)
+    keep = keep & (keep.cumsum(-1) <= max_per_class)
+    return torch.zeros_like(scores, dtype=torch.bool).scatter_(2, index, keep)
+
+
+@nms_per_class.register_fake
+def _nms_per_class_shape(boxes, scores, max_per_class, iou_threshold, score_threshold):
+    return torch.empty_like(scores, dtype=torch.bool)
+
+
+def _nms_per_class_onnx(boxes, scores, max_per_class: int, iou_threshold: float,
+                        score_threshold: float):
+    """:func:`nms_per_class` in ONNX (an onnxscript translation for ``torch.onnx.export``)."""
+    from onnxscript import opset18 as op
+    from onnxscript.onnx_types import BOOL
+
+    selected = op.NonMaxSuppression(  # M x 3: image, class, box
+        boxes, scores, op.Constant(value_ints=[max_per_class]),
+        op.Constant(value_floats=[iou_threshold]), op.Constant(value_floats=[score_threshold]))
+    ones = op.Expand(op.Constant(value_float=1.0), op.Shape(selected, start=0, end=1))
+    return op.Cast(op.ScatterND(op.ConstantOfShape(op.Shape(scores)), selected, ones),
+                   to=BOOL.dtype)
+
+
 def nms_tail(nms_boxes: Tensor, nms_scores: Tensor, box_scale: Tensor,
              spec: DetectorSpec) -> Dict[str, Tensor]:
-    """The NMS tail in torch, for runtimes that cannot hold greedy NMS (ExecuTorch, LiteRT: the
-    host runs it on :class:`DetectorGraph`'s outputs): the same steps as the ONNX graph's tail
-    (:func:`_append_nms`), and the same outputs (:data:`OUTPUTS`).
+    """What follows :class:`DetectorGraph`: per image and class greedy NMS of the candidates
+    scored above ``score_thr`` (:func:`nms_per_class`), of all classes the ``max_det`` best,
+    their boxes times ``box_scale``, labels from ``label_offset``, -1 / zero boxes in the
+    unused slots (:data:`OUTPUTS`).
 
-    Per image and class, greedy NMS (``iou_thr``; a box goes when its IoU with a kept one is
-    above it) over the candidates scored above ``score_thr``, at most ``max_det`` kept; of
-    all classes the ``max_det`` best, their boxes times ``box_scale``, labels from
-    ``label_offset``, and -1 / zero boxes in the unused slots.
-    """
-    from torchvision.ops import nms
+    Written once: the ONNX file holds its trace (:func:`_append_nms`), and the host runs it
+    on the graph's outputs for runtimes that cannot hold greedy NMS (ExecuTorch, LiteRT)."""
+    b, c, n = nms_scores.shape
+    keep = torch.ops.mnet_backbone.nms_per_class(nms_boxes, nms_scores, spec.max_det,
+                                                 spec.iou_thr, spec.score_thr)
+    index = torch.arange(n, device=nms_scores.device).expand(b, c, n)
+    return best_detections(nms_boxes, nms_scores, index, keep, spec.max_det, spec.label_offset,
+                           box_scale)
 
-    batch, classes, boxes_n = nms_scores.shape
-    dense = nms_scores.new_zeros(batch, classes * boxes_n)
-    for b in range(batch):
-        for c in range(classes):
-            scores = nms_scores[b, c]
-            idx = (scores > spec.score_thr).nonzero().flatten()
-            if idx.numel():
-                keep = idx[nms(nms_boxes[b, idx], scores[idx], spec.iou_thr)[:spec.max_det]]
-                dense[b, c * boxes_n + keep] = scores[keep]
-    top, where = dense.topk(min(spec.max_det, classes * boxes_n), dim=1)
-    valid = top > 0
-    chosen = torch.gather(nms_boxes, 1, (where % boxes_n).unsqueeze(-1).expand(-1, -1, 4))
-    labels = torch.div(where, boxes_n, rounding_mode="floor") + spec.label_offset
-    return {"boxes": torch.where(valid.unsqueeze(-1), chosen * box_scale, 0.0),
-            "scores": top, "labels": torch.where(valid, labels, -1),
-            "num_detections": valid.sum(1)}
+
+class _Tail(nn.Module):
+    def __init__(self, spec: DetectorSpec):
+        super().__init__()
+        self.spec = spec
+
+    def forward(self, nms_boxes: Tensor, nms_scores: Tensor, box_scale: Tensor):
+        out = nms_tail(nms_boxes, nms_scores, box_scale, self.spec)
+        return tuple(out[name] for name in OUTPUTS)
+
+
+def _append_nms(graph, spec: DetectorSpec, num_classes: int, num_boxes: int,
+                opset: int = 18) -> None:
+    """Add :func:`nms_tail`, traced, to ``graph`` (inputs nms_boxes / nms_scores / box_scale,
+    outputs :data:`OUTPUTS`, batch axis dynamic); its own names get the prefix ``nms_``."""
+    b = 2
+    example = (torch.rand(b, num_boxes, 4), torch.rand(b, num_classes, num_boxes),
+               torch.ones(b, 1, 4))
+    inputs = ("nms_boxes", "nms_scores", "box_scale")
+    batch = torch.export.Dim("batch")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        tail = torch.onnx.export(
+            _Tail(spec).eval(), example, dynamo=True, opset_version=opset, input_names=inputs,
+            output_names=list(OUTPUTS), verbose=False, report=False,
+            dynamic_shapes=tuple({0: batch} for _ in inputs),
+            custom_translation_table={torch.ops.mnet_backbone.nms_per_class.default:
+                                      _nms_per_class_onnx}).model_proto.graph
+    keep = set(inputs) | set(OUTPUTS) | {""}
+    rename = lambda name: name if name in keep else f"nms_{name}"  # noqa: E731
+    for node in tail.node:
+        node.name = rename(node.name)
+        node.input[:] = [rename(i) for i in node.input]
+        node.output[:] = [rename(o) for o in node.output]
+    for init in tail.initializer:
+        init.name = rename(init.name)
+    graph.node.extend(tail.node)
+    graph.initializer.extend(tail.initializer)
+    del graph.output[:]
+    for value in tail.output:
+        value.type.tensor_type.shape.dim[0].dim_param = "batch"
+    graph.output.extend(tail.output)
 
 
 def _trace(graph_module: DetectorGraph, opset: int):
@@ -410,7 +412,7 @@ def export_detector(model: nn.Module, path: str, *, input_size=None,
     num_classes = len(spec.class_names)
     num_boxes = int(graph_module.priors.shape[0])
     raw = [o for o in proto.graph.output if o.name in RAW_OUTPUTS]
-    _append_nms(proto.graph, spec, num_classes, num_boxes)
+    _append_nms(proto.graph, spec, num_classes, num_boxes, opset)
     if keep_raw_outputs:
         proto.graph.output.extend(raw)
     for value in proto.graph.input:
