@@ -23,6 +23,8 @@ setup(
     python_requires=">=3.9",
     packages=find_packages(include=["mnet_backbone", "mnet_backbone.*"]),
     install_requires=["torch>=2.0", "numpy", "Pillow"],
+    # The `mnet` command (predict, deploy, convert-weights, flops, info); docs/command_line.md.
+    entry_points={"console_scripts": ["mnet = mnet_backbone.cli:main"]},
     extras_require={
         # mmcv 2.1.0 must be built with compiled ops (tools/install.sh does it).
         "mmdet": MMDET,
