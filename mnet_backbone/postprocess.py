@@ -39,9 +39,9 @@ try:
 except ImportError:  # the error is raised where NMS is needed, naming the fix
     torchvision = None
 
-__all__ = ["nms", "shift_by_class", "top_candidates",
-           "candidate_boxes", "nms_keep", "best_detections", "ssd_detections", "as_list",
-           "batched_nms_as_mmcv"]
+__all__ = ["nms", "shift_by_class", "top_candidates", "candidate_boxes",
+           "shift_like_torchvision", "greedy_nms_padded", "nms_keep", "best_detections",
+           "ssd_detections", "as_list", "batched_nms_as_mmcv"]
 
 
 
@@ -93,8 +93,81 @@ def candidate_boxes(boxes: Tensor, index: Tensor) -> Tensor:
     return boxes.gather(1, flat).reshape(b, c, k, 4)
 
 
-def _nms_group(boxes: Tensor, scores: Tensor, n: int, iou_threshold: float) -> Tensor:
-    return nms(boxes.narrow(0, 0, n), scores.narrow(0, 0, n), iou_threshold)
+def _filled(counts: List[List[int]], k: int, device: torch.device) -> Tensor:
+    """B x C x K: which entries of each row are candidates (the first ``counts[b][c]``)."""
+    return torch.arange(k, device=device) < torch.tensor(counts, device=device).unsqueeze(-1)
+
+
+def shift_like_torchvision(boxes: Tensor, counts: List[List[int]],
+                           label_offset: int) -> Tensor:
+    """The coordinates ``torchvision.ops.batched_nms`` runs its NMS on, per image: below its size
+    limit (4000 box coordinates per call on the CPU, 100000 elsewhere: pytorch/vision#8925)
+    the candidates shifted apart by label (its coordinate trick, float rounding included),
+    above it the boxes as they are (one NMS per class). ``boxes``: B x C x K x 4 candidates."""
+    c_n, k = boxes.shape[1], boxes.shape[2]
+    if k == 0:
+        return boxes
+    limit = 4000 if boxes.device.type == "cpu" else 100_000
+    trick: List[bool] = []
+    for row in counts:
+        total = 0
+        for n in row:
+            total += n
+        trick.append(total > 0 and total * 4 <= limit)
+    shifted = torch.tensor(trick, device=boxes.device)
+    filled = _filled(counts, k, boxes.device).unsqueeze(-1)
+    # the max over each image's candidates, as batched_nms takes it over what it is given
+    max_coordinate = torch.where(filled, boxes, torch.full_like(boxes, float("-inf"))).amax(
+        (1, 2, 3))
+    labels = torch.arange(c_n, device=boxes.device) + label_offset
+    offsets = labels.to(boxes)[None, :] * (max_coordinate[:, None] + torch.tensor(1).to(boxes))
+    moved = boxes + offsets[:, :, None, None]
+    return torch.where(shifted[:, None, None, None], moved, boxes)
+
+
+def greedy_nms_padded(boxes: Tensor, filled: Tensor, iou_threshold: float,
+                      budget: int = 1 << 24) -> Tensor:
+    """Greedy NMS of many groups at once, with tensor ops only (no host round trip): ``boxes``
+    G x K x 4, each group's candidates best first, ``filled`` (G x K) marks them. Returns
+    G x K, the kept ones. The IoU is torchvision's CPU kernel's, operation for operation
+    (float32, compared with the threshold as a double), so on the CPU the kept boxes are the
+    kernel's; its CUDA kernel may round in fused multiply-adds. Groups are taken ``budget`` IoU
+    entries at a time (64 MB per float32 temporary); one host sync per step of the greedy
+    pass, not per group."""
+    g_n, k = filled.shape[0], filled.shape[1]
+    # the float32 t with (x > t) == (x > iou_threshold) for every float32 x
+    t = torch.tensor(iou_threshold, dtype=torch.float32)
+    if t.item() > iou_threshold:
+        t = torch.nextafter(t, torch.tensor(float("-inf")))
+    threshold = float(t.item())
+    later = torch.ones(k, k, dtype=torch.bool, device=boxes.device).triu(1)
+    step = max(1, budget // max(1, k * k))
+    out: List[Tensor] = []
+    for start in range(0, g_n, step):
+        box = boxes[start:start + step].float()
+        x1, y1, x2, y2 = box[..., 0], box[..., 1], box[..., 2], box[..., 3]
+        area = (x2 - x1) * (y2 - y1)
+        w = (torch.minimum(x2[:, :, None], x2[:, None, :])
+             - torch.maximum(x1[:, :, None], x1[:, None, :])).clamp(min=0)
+        h = (torch.minimum(y2[:, :, None], y2[:, None, :])
+             - torch.maximum(y1[:, :, None], y1[:, None, :])).clamp(min=0)
+        inter = w * h
+        suppresses = inter / (area[:, :, None] + area[:, None, :] - inter) > threshold
+        suppresses &= later  # suppresses[g, j, i]: j, kept, removes i (only those after it)
+        # Greedy NMS is the one fixed point of "kept = a candidate no kept one before it
+        # removes": iterated from "all kept", a box is right once those before it are, so
+        # it settles within the longest chain of removals (a few steps; at most K + 1)
+        filled_here = filled[start:start + step]
+        kept = filled_here
+        while True:
+            again = filled_here & ~(suppresses & kept.unsqueeze(2)).any(1)
+            if torch.equal(again, kept):
+                break
+            kept = again
+        out.append(kept)
+    if len(out) == 0:
+        return torch.zeros_like(filled)
+    return torch.cat(out)
 
 
 def nms_keep(boxes: Tensor, scores: Tensor, counts: List[List[int]], iou_threshold: float,
@@ -104,38 +177,27 @@ def nms_keep(boxes: Tensor, scores: Tensor, counts: List[List[int]], iou_thresho
     ``boxes`` (B x C x K x 4) and ``scores`` (B x C x K, best first) as :func:`top_candidates`
     and :func:`candidate_boxes` give them; ``counts[b][c]`` of each row are candidates. A box
     goes when its IoU with a kept box of its image and class is above ``iou_threshold``.
-    ``as_torchvision``: group as ``torchvision.ops.batched_nms`` does (the module doc says how);
-    ``label_offset``: the label of class 0, which its coordinate trick multiplies."""
+    ``as_torchvision``: on the coordinates ``torchvision.ops.batched_nms`` uses
+    (:func:`shift_like_torchvision`; ``label_offset``: the label of class 0).
+
+    On the CPU one kernel call per (image, class) with candidates; elsewhere (CUDA) one pass of
+    :func:`greedy_nms_padded` over all of them, which needs no host round trip per group."""
     b_n, c_n, k = scores.shape
-    # torchvision.ops.batched_nms's limits: above this many box coordinates in one call it runs
-    # one NMS per class instead of the coordinate trick (pytorch/vision#8925)
-    limit = 4000 if boxes.device.type == "cpu" else 100_000
-    flat_boxes = boxes.reshape(b_n * c_n, k, 4)
+    coords = shift_like_torchvision(boxes, counts, label_offset) if as_torchvision else boxes
+    if boxes.device.type != "cpu":
+        filled = _filled(counts, k, boxes.device).reshape(b_n * c_n, k)
+        return greedy_nms_padded(coords.reshape(b_n * c_n, k, 4), filled,
+                                 iou_threshold).reshape(b_n, c_n, k)
+    flat_boxes = coords.reshape(b_n * c_n, k, 4)
     flat_scores = scores.reshape(b_n * c_n, k)
     kept: List[Tensor] = []
     for b in range(b_n):
-        total = 0
-        for n in counts[b]:
-            total += n
-        if total == 0:
-            continue
-        if as_torchvision and total * 4 <= limit:
-            # one call on the image's candidates in the loop's order (class by class, best
-            # first), shifted apart by label exactly as torchvision.ops.batched_nms shifts them
-            filled = torch.arange(k, device=scores.device) < torch.tensor(
-                counts[b], device=scores.device).unsqueeze(1)
-            where = filled.reshape(-1).nonzero().squeeze(1)
-            image_boxes = boxes[b].reshape(c_n * k, 4)[where]
-            labels = torch.div(where, k, rounding_mode="floor") + label_offset
-            keep = nms(shift_by_class(image_boxes, labels), scores[b].reshape(-1)[where],
-                       iou_threshold)
-            kept.append(where[keep] + b * c_n * k)
-            continue
         for c in range(c_n):
             n = counts[b][c]
             if n > 0:
                 g = b * c_n + c
-                keep = _nms_group(flat_boxes[g], flat_scores[g], n, iou_threshold)
+                keep = nms(flat_boxes[g].narrow(0, 0, n), flat_scores[g].narrow(0, 0, n),
+                           iou_threshold)
                 kept.append(keep + g * k)
     mask = torch.zeros(b_n * c_n * k, dtype=torch.bool, device=scores.device)
     if len(kept) > 0:

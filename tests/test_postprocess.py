@@ -22,8 +22,9 @@ from torchvision.models.detection.ssd import SSD  # noqa: E402
 from torchvision.ops import batched_nms  # noqa: E402
 
 import mnet_backbone.tv_models  # noqa: E402,F401  (registers the builders)
-from mnet_backbone.postprocess import (batched_nms_as_mmcv, candidate_boxes, nms,  # noqa: E402
-                                       nms_keep, top_candidates)
+from mnet_backbone.postprocess import (batched_nms_as_mmcv, candidate_boxes,  # noqa: E402
+                                       greedy_nms_padded, nms, nms_keep,
+                                       shift_like_torchvision, top_candidates)
 from test_deploy_detector import comparable  # noqa: E402
 
 
@@ -148,6 +149,31 @@ def test_torchvision_grouping_keeps_the_shift_rounding():
         exact = nms(boxes[0], scores[0, -1], 0.3)
         differs += not torch.equal(exact.sort()[0], ref_keep.sort()[0])
     assert differs > 0, "no case where the shift's rounding matters: the test proves nothing"
+
+
+@pytest.mark.parametrize("iou", [0.45, 0.5, 0.55])
+def test_padded_greedy_nms_keeps_what_the_kernel_keeps(iou):
+    """greedy_nms_padded (tensor ops only: the path off the CPU) keeps exactly what
+    torchvision's CPU kernel keeps, on the boxes as they are and shifted as torchvision shifts
+    them, in chunks of a few groups; a pair at IoU exactly 0.5 stays (greater than, not equal)."""
+    gen = torch.Generator().manual_seed(2)
+    b, c, n, k = 3, 20, 400, 60
+    xy = torch.rand(b, n, 2, generator=gen) * 60  # crowded: many overlaps
+    boxes = torch.cat([xy, xy + 2 + torch.rand(b, n, 2, generator=gen) * 30], -1)
+    boxes[0, :2] = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 5.0]])  # IoU 0.5
+    scores = torch.rand(b, c, n, generator=gen)
+    scores[0, :, :2] = torch.tensor([0.999, 0.998])
+    scores[2] *= 0.1  # image 2: few candidates, shifted apart by class as torchvision does
+    top, index, counts = top_candidates(scores, 0.09, k)
+    cand = candidate_boxes(boxes, index)
+    filled = (torch.arange(top.shape[-1]) < torch.tensor(counts)[..., None]).reshape(-1, k)
+    for as_torchvision in (False, True):
+        ref = nms_keep(cand, top, counts, iou, as_torchvision, 1)  # the CPU kernel, group by group
+        coords = shift_like_torchvision(cand, counts, 1) if as_torchvision else cand
+        got = greedy_nms_padded(coords.reshape(-1, k, 4), filled, iou, budget=3 * k * k)
+        assert torch.equal(got.reshape(ref.shape), ref)
+        assert not ref.all() and ref.sum() > 100
+    assert bool(ref[0, :, 1].all()) == (iou >= 0.5)
 
 
 # --- mmcv's batched_nms ------------------------------------------------------------------------
