@@ -15,6 +15,12 @@ the same graph without NMS, which runs on the host: deploy.detector_mobile; a mo
 cannot take is listed with the exporter's error). Timings are interleaved round by round. With
 random weights the number of (box, class) candidates that reach NMS differs per model: the table
 lists it.
+Post-processing (``--postprocess-batch``, default 32; ``--device cuda`` runs it on a GPU;
+``--postprocess-only`` runs nothing else): the torchvision-face SSDLite320-MobileNetV1 1.0
+(91 classes, random weights: every class passes the score threshold, 300 detections per image),
+inference with post-processing and the post-processing alone, with torchvision's loop
+(``SSD.postprocess_detections``) and with the package's batched one (``BatchedSSD``), the two
+interleaved in the same run; target: batched >= 3x the loop.
 Writes benchmark_detectors.{md,json,png}.
 """
 import argparse
@@ -25,6 +31,7 @@ import statistics
 import sys
 import tempfile
 import time
+import types
 
 import numpy as np
 import torch
@@ -185,8 +192,119 @@ def run(args):
                     args.batch / statistics.median(tb[row["key"]]), 1)
     return dict(rows=rows, not_exported=not_exported, threads=args.threads, batch=args.batch,
                 bf16=bf16,
-                machine=backends.machine_fingerprint(args.threads),
+                machine=_machine(args),
                 versions={b: __import__(b).__version__ for b in have + ["torch"]})
+
+
+def postprocess_section(args):
+    """Rows: torchvision's post-processing loop vs the batched one on the torchvision-face
+    SSDLite320-MobileNetV1 1.0 (random weights, many boxes above the threshold), at batch
+    ``args.postprocess_batch`` on ``args.device``: inference with post-processing, and the
+    post-processing alone on the same head outputs."""
+    from torchvision.models import get_model
+    from torchvision.models.detection.ssd import SSD
+    import mnet_backbone.tv_models  # noqa: F401  (registers the builders)
+    from mnet_backbone.deploy.timing import time_interleaved
+
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = get_model("ssdlite320_mobilenet_v1", weights=None, weights_backbone=None)
+    model = model.eval().to(device)
+    batch = args.postprocess_batch
+    images = [im.to(device) for im in
+              torch.from_numpy(sample_images(batch, 320) / 255).float().unbind(0)]
+    loop = types.MethodType(SSD.postprocess_detections, model)  # torchvision's own
+    batched = model.postprocess_detections                      # BatchedSSD's
+
+    def synced(fn):
+        def run(_):
+            with torch.inference_mode():
+                out = fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            return out
+        return run
+
+    def infer_with_loop():
+        model.postprocess_detections = loop
+        try:
+            return model(images)
+        finally:
+            del model.postprocess_detections  # the class's (batched) method again
+
+    with torch.inference_mode():
+        transformed = model.transform(images)[0]
+        features = list(model.backbone(transformed.tensors).values())
+        head = model.head(features)
+        anchors = model.anchor_generator(transformed, features)
+        sizes = transformed.image_sizes
+        per_image = sum(len(d["boxes"]) for d in batched(head, anchors, sizes)) / batch
+    print(f"[bench] post-processing: batch {batch} on {device}, {per_image:.0f} detections per "
+          f"image", flush=True)
+    runners = {
+        "inference, torchvision's loop": synced(infer_with_loop),
+        "inference, batched": synced(lambda: model(images)),
+        "post-processing only, torchvision's loop": synced(lambda: loop(head, anchors, sizes)),
+        "post-processing only, batched": synced(lambda: batched(head, anchors, sizes)),
+    }
+    times = time_interleaved(runners, None, args.postprocess_rounds, 1, warmup=1)
+    rows = []
+    for name in runners:
+        seconds = statistics.median(times[name])
+        rows.append(dict(path=name, batch=batch, device=str(device),
+                         detections_per_image=round(per_image, 1),
+                         ms_per_batch=round(seconds * 1e3, 1),
+                         img_s=round(batch / seconds, 1)))
+    return rows
+
+
+def postprocess_targets(rows):
+    by = {r["path"]: r for r in rows}
+    lines = []
+    for what in ("inference", "post-processing only"):
+        loop, ours = by[f"{what}, torchvision's loop"], by[f"{what}, batched"]
+        ratio = loop["ms_per_batch"] / ours["ms_per_batch"]
+        where = f"batch {ours['batch']}, {ours['device']}"
+        value = f"{loop['ms_per_batch']} / {ours['ms_per_batch']} ms = {ratio:.2f}x"
+        if what == "inference":
+            lines.append(f"- [{'met' if ratio >= 3 else 'NOT met'}] SSDLite320-MobileNetV1 "
+                         f"inference with batched post-processing >= 3x torchvision's loop "
+                         f"({where}): {value}")
+        else:
+            lines.append(f"- [info] its post-processing alone, batched vs torchvision's loop "
+                         f"({where}): {value}")
+    return lines
+
+
+def postprocess_markdown(rows):
+    out = ["", "Post-processing: the torchvision-face SSDLite320-MobileNetV1 1.0, 91 classes, "
+           "random weights (every class passes the score threshold):", "",
+           "| path | device | batch | detections / image | ms / batch | img/s |",
+           "|---|---|---|---|---|---|"]
+    out += [f"| {r['path']} | {r['device']} | {r['batch']} | {r['detections_per_image']} | "
+            f"{r['ms_per_batch']} | {r['img_s']} |" for r in rows]
+    return out + [""] + postprocess_targets(rows)
+
+
+def _check_device(device: str):
+    """None, or why ``--device`` cannot be used here (one line)."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        return f"--device {device!r} is not a device: use cpu, cuda or cuda:N"
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        return f"--device {device}: torch sees no CUDA GPU here (torch.cuda.is_available())"
+    if dev.type not in ("cpu", "cuda"):
+        return f"--device {device}: only cpu and cuda are measured"
+    return None
+
+
+def _machine(args):
+    from mnet_backbone.deploy import backends
+    text = backends.machine_fingerprint(args.threads)
+    if args.device.startswith("cuda"):
+        text += f"; GPU {torch.cuda.get_device_name(torch.device(args.device))}"
+    return text
 
 
 def accuracy_section(args):
@@ -307,6 +425,8 @@ def markdown(report):
             out.append(f"| {a['backend']} | {a['precision']} | {a['map_pytorch']} | "
                        f"{a['map_deployed']} | {a['ms_per_image_pytorch']} | "
                        f"{a['ms_per_image_deployed']} |")
+    if report.get("postprocess"):
+        out += postprocess_markdown(report["postprocess"])
     out += ["", "Targets:", ""] + targets(report)
     return "\n".join(out) + "\n"
 
@@ -347,20 +467,39 @@ def main(argv=None):
     p.add_argument("--checkpoint", help="main job checkpoint for the mAP section (default: "
                    "work_dirs/main_job/last_checkpoint if present)")
     p.add_argument("--out", default="work_dirs/benchmark_detectors")
+    p.add_argument("--postprocess-batch", type=int, default=32,
+                   help="batch of the post-processing rows (loop vs batched)")
+    p.add_argument("--postprocess-rounds", type=int, default=3)
+    p.add_argument("--device", default="cpu",
+                   help="device of the post-processing rows: cpu, cuda, cuda:1 (the deploy "
+                        "runtimes' rows are CPU rows)")
+    p.add_argument("--postprocess-only", action="store_true",
+                   help="only the post-processing rows (e.g. on a GPU machine)")
     args = p.parse_args(argv)
+    device_error = _check_device(args.device)
+    if device_error:
+        p.error(device_error)
     if args.checkpoint is None and osp.exists("work_dirs/main_job/last_checkpoint"):
         with open("work_dirs/main_job/last_checkpoint") as f:
             args.checkpoint = f.read().strip()
-    report = run(args)
-    if args.checkpoint:
-        report["accuracy"] = accuracy_section(args)
+    if args.postprocess_only:
+        report = dict(rows=[], threads=args.threads, batch=args.batch,
+                      machine=_machine(args), postprocess=postprocess_section(args))
+    else:
+        report = run(args)
+        report["postprocess"] = postprocess_section(args)
+        if args.checkpoint:
+            report["accuracy"] = accuracy_section(args)
     os.makedirs(args.out, exist_ok=True)
-    md = markdown(report)
+    md = markdown(report) if report["rows"] else (
+        f"Machine: {report['machine']}.\n" + "\n".join(postprocess_markdown(
+            report["postprocess"])) + "\n")
     with open(osp.join(args.out, "benchmark_detectors.md"), "w") as f:
         f.write(md)
     with open(osp.join(args.out, "benchmark_detectors.json"), "w") as f:
         json.dump(report, f, indent=1)
-    plot(report, osp.join(args.out, "benchmark_detectors.png"))
+    if report["rows"]:
+        plot(report, osp.join(args.out, "benchmark_detectors.png"))
     print(md)
     return 0
 
