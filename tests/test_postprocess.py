@@ -26,6 +26,7 @@ from mnet_backbone.postprocess import (batched_nms_as_mmcv, candidate_boxes,  # 
                                        greedy_nms_padded, nms, nms_keep,
                                        shift_like_torchvision, top_candidates)
 from test_deploy_detector import comparable  # noqa: E402
+from test_mobile import tv_detector  # noqa: E402,F401  (a fixture: spread-score SSDLite)
 
 
 def assert_same(ref: dict, got: dict, max_det: int = 0) -> int:
@@ -107,23 +108,18 @@ def test_nothing_above_the_threshold():
         assert g["labels"].dtype == torch.int64 and g["labels"].shape == (0,)
 
 
-def test_spread_score_detector_matches_torchvision_loop():
+def test_spread_score_detector_matches_torchvision_loop(tv_detector):  # noqa: F811
     """A built SSDLite with spread-out scores (a stand-in for trained weights) on rendered
     images, end to end through the model's forward: its own post-processing vs torchvision's."""
-    from test_deploy_detector import spread_scores
-    from mnet_backbone.shapes import render_shapes
-    torch.manual_seed(0)
-    model = get_model("ssdlite320_mobilenet_v1", num_classes=6, alpha=0.25, weights=None,
-                      weights_backbone=None, score_thresh=0.05)
-    images = [np.ascontiguousarray(im.permute(1, 2, 0).numpy())
-              for im in render_shapes(6, 320, seed=7)[0]]
-    spread_scores(model, images)
+    model, images = tv_detector
     x = [torch.from_numpy(im).permute(2, 0, 1).float() / 255 for im in images]
     with torch.no_grad():
         got = model(x)
-        loop = types.MethodType(SSD.postprocess_detections, model)
-        model.postprocess_detections = loop
-        ref = model(x)
+        model.postprocess_detections = types.MethodType(SSD.postprocess_detections, model)
+        try:
+            ref = model(x)
+        finally:
+            del model.postprocess_detections
     compared = [assert_same(r, g, model.detections_per_img) for r, g in zip(ref, got)]
     assert min(compared) >= 20, compared
 
