@@ -6,10 +6,11 @@
     mnet flops [--alpha A] [--rho R | --resolution N]
     mnet info [--json]
 
-Each subcommand is a module with ``add_arguments(parser)`` and ``run(args) -> int`` over the
-library's functions; ``tools/deploy.py``, ``tools/flops.py`` and ``tools/convert_weights.py`` run
-the same modules. Bad input ends a command with one ``mnet <command>: error: ...`` line naming
-the problem and the fix, and exit code 2, no traceback (docs/command_line.md).
+Each subcommand is a module with ``HELP``, ``DESCRIPTION`` (and ``USAGE``),
+``add_arguments(parser)`` and ``run(args) -> int`` over the library's functions;
+``tools/deploy.py``, ``tools/flops.py`` and ``tools/convert_weights.py`` run the same modules.
+Bad input ends a command with one ``mnet <command>: error: ...`` line naming the problem and the
+fix, and exit code 2, no traceback (docs/command_line.md).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module in COMMANDS.items():
         sub = commands.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
+                                  usage=getattr(module, "USAGE", None),
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(sub)
         sub.set_defaults(run=module.run)

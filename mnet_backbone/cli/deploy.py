@@ -1,6 +1,6 @@
-r"""``mnet deploy`` / ``tools/deploy.py``: deploy a trained SSD / SSDLite detector end to end
-(image -> boxes, scores, labels, NMS in the graph) on the fastest CPU runtime, and check it
-against PyTorch.
+r"""Deploy a trained SSD / SSDLite detector end to end (image -> boxes, scores, labels, NMS in
+the graph) on the fastest CPU runtime, and check it against PyTorch (``mnet deploy``,
+``tools/deploy.py``).
 
     mnet deploy configs/ssdlite320_mnet_shapes.py work_dirs/main_job/epoch_30.pth \
         --output deployed/ [--backend {auto,onnxruntime,openvino,executorch,litert}] \
@@ -31,7 +31,7 @@ from ..weights.hub import sha256sum
 from .common import run_command
 
 HELP = "deploy a trained detector to ONNX Runtime / OpenVINO / ExecuTorch / LiteRT, checked"
-DESCRIPTION = __doc__.split("\n", 1)[1]
+DESCRIPTION = __doc__
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

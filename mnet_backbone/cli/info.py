@@ -1,4 +1,4 @@
-"""``mnet info``: this install and this machine, as a bug report or a deploy decision needs them.
+"""This install and this machine, as a bug report or a deploy decision needs them (``mnet info``).
 
 Package and library versions; the CPU features that change which kernels run (AVX2, AVX-512,
 AVX512-VNNI and AMX-INT8 for int8, AVX512-BF16 and AMX-BF16 for bf16: ``/proc/cpuinfo``, as
@@ -23,7 +23,7 @@ from ..weights.hub import cache_dir
 from ..weights.tf_graph import MissingGraphError, imagenet_graph_path
 
 HELP = "versions, CPU features, backends, the backend 'auto' picked, the weights cache"
-DESCRIPTION = __doc__.split("\n", 1)[1] + "\n  mnet info [--json]"
+DESCRIPTION = __doc__ + "\n  mnet info [--json]"
 
 LIBRARIES = ("torch", "torchvision", "numpy", "Pillow", "mmengine", "mmcv", "mmdet", "mmpretrain",
              "onnx", "onnxscript", "onnxruntime", "openvino", "nncf", "executorch",

@@ -1,5 +1,5 @@
-r"""``mnet predict``: run a trained or deployed model on images, a folder, a glob, a video or a
-camera; write the drawn images (or video) and one COCO-results JSON.
+r"""Run a trained or deployed model on images, a folder, a glob, a video or a camera; write the
+drawn images (or video) and one COCO-results JSON (``mnet predict``).
 
     mnet predict configs/ssdlite320_mnet_shapes.py epoch_30.pth photos/          # mmdet
     mnet predict torchvision:ssdlite320_mobilenet_v1 model.pth clip.mp4 \
@@ -32,7 +32,9 @@ from ..inference.sources import open_source
 from .deploy import cfg_options, model_kwargs
 
 HELP = "run a trained or deployed model on images, folders, videos or a camera"
-DESCRIPTION = __doc__.split("\n", 1)[1]
+DESCRIPTION = __doc__
+USAGE = ("%(prog)s MODEL [CHECKPOINT] SOURCE [--out DIR] [--score-thr T] [--backend B] "
+         "[--device D] [options]")
 SHOW_SKIPPED = 10  # unreadable images named one by one on stderr
 BACKENDS = ("auto", "pytorch", "onnxruntime", "openvino", "executorch", "litert")
 
@@ -47,24 +49,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="predictions", metavar="DIR",
                    help="folder for predictions.json and the drawn images (default: "
                         "predictions)")
-    p.add_argument("--score-thr", type=float, default=0.3,
+    p.add_argument("--score-thr", type=float, default=0.3, metavar="T",
                    help="keep detections scoring at least this (default 0.3)")
-    p.add_argument("--top-k", type=int, default=5, help="a classifier's labels per image")
+    p.add_argument("--top-k", type=int, default=5, metavar="K",
+                   help="a classifier's labels per image (default 5)")
     p.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="deployed models: auto (the fastest measured), onnxruntime, openvino, "
                         "executorch, litert; configs and builders: pytorch")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "int8"],
                    help="the deployed folder's file to run (bf16: the fp32 file on OpenVINO)")
-    p.add_argument("--device", default="cpu",
+    p.add_argument("--device", default="cpu", metavar="D",
                    help="PyTorch device for configs and builders (cpu, cuda, cuda:1, ...)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=int, default=0, metavar="N",
                    help="deployed models: intra-op threads (default: torch's)")
     p.add_argument("--max-frames", type=int, metavar="N",
                    help="stop after N images or frames (a camera runs until Ctrl-C otherwise)")
     p.add_argument("--no-draw", action="store_true", help="write predictions.json only")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments of a "
-                   "torchvision builder (num_classes, alpha, score_thresh, ...)")
+    p.add_argument("--model-kwargs", default="{}", metavar="JSON",
+                   help="keyword arguments of a torchvision builder (num_classes, alpha, "
+                        "score_thresh, ...)")
     p.add_argument("--class-names", nargs="+", metavar="NAME",
                    help="class names, when the model carries none (torchvision: foreground "
                         "classes in label order)")
