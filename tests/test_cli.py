@@ -342,3 +342,17 @@ def test_entry_point_and_plain_progress_bar():
     bar.close()
     last = stream.getvalue().strip().split("\r")[-1]
     assert last.startswith("photos 4/4 [####################]") and "img/s ETA 00:00" in last
+
+
+def test_positionals_may_follow_options(monkeypatch):
+    """``mnet predict CONFIG CKPT --score-thr 0.5 photos/`` and ``--class-names a b -- photos/``:
+    argparse alone would reject the trailing SOURCE."""
+    from mnet_backbone.cli import predict
+    seen = []
+    monkeypatch.setattr(predict, "run", lambda args: seen.append(args) or 0)
+    assert mnet("predict", CONFIG, "--score-thr", 0.5, DETECTOR, "--out", "o", "photos/") == 0
+    assert mnet("predict", CONFIG, DETECTOR, "--class-names", "a", "b", "--", "photos/") == 0
+    assert [a.inputs for a in seen] == [[DETECTOR, "photos/"]] * 2
+    assert seen[0].score_thr == 0.5 and seen[1].class_names == ["a", "b"]
+    with pytest.raises(SystemExit):
+        mnet("predict", CONFIG, DETECTOR, "--bogus", "photos/")

@@ -45,5 +45,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    # argparse takes a command's positionals in one run; ones given after an option (mnet
+    # predict CONFIG CKPT --score-thr 0.5 photos/) come back here, and belong to the command's
+    # trailing positional list (its POSITIONALS attribute) when it has one.
+    trailing = getattr(COMMANDS[args.command], "POSITIONALS", None)
+    if trailing and rest[:1] == ["--"]:  # `--class-names a b -- photos/`
+        rest = rest[1:]
+    if rest and trailing and not any(r.startswith("-") for r in rest):
+        setattr(args, trailing, getattr(args, trailing) + rest)
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return run_command(args.run, args, f"mnet {args.command}")

@@ -35,6 +35,7 @@ HELP = "run a trained or deployed model on images, folders, videos or a camera"
 DESCRIPTION = __doc__
 USAGE = ("%(prog)s MODEL [CHECKPOINT] SOURCE [--out DIR] [--score-thr T] [--backend B] "
          "[--device D] [options]")
+POSITIONALS = "inputs"  # [CHECKPOINT] SOURCE may also come after options
 SHOW_SKIPPED = 10  # unreadable images named one by one on stderr
 BACKENDS = ("auto", "pytorch", "onnxruntime", "openvino", "executorch", "litert")
 
