@@ -203,6 +203,18 @@ def test_classifiers_give_top_k_labels(data, tmp_path, capsys):
     top1 = {r["file_name"]: r["category_name"] for r in records if r["rank"] == 1}
     assert top1 == {"0_red.png": "red", "1_green.png": "green", "2_blue.png": "blue"}
     assert all("bbox" not in r for r in records)
+    # the same classifier as an .onnx file of tools/export_onnx.py (the package's exporter)
+    from mnet_backbone import MobileNetV1
+    from mnet_backbone.deploy.export import export_onnx
+    model = MobileNetV1(num_classes=3, alpha=0.25, dropout=0.0)
+    model.load_state_dict({k: v.float() for k, v in torch.load(CLASSIFIER).items()})
+    onnx_file = export_onnx(model.eval(), str(tmp_path / "colour.onnx"), resolution=64)
+    out = tmp_path / "onnx"
+    assert mnet("predict", onnx_file, colours, "--out", out, "--top-k", 1, "--backend",
+                "onnxruntime", "--class-names", "red", "green", "blue") == 0
+    assert "on onnxruntime/own fp32" in capsys.readouterr().out
+    records = json.loads((out / "predictions.json").read_text())
+    assert {r["file_name"]: r["category_name"] for r in records} == top1
 
     if not has("mmpretrain"):
         return
