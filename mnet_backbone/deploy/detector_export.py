@@ -382,10 +382,16 @@ def _trace(graph_module: DetectorGraph, opset: int):
     names = list(GRAPH_OUTPUTS)
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            graph_module, (x,), dynamo=True, opset_version=opset, input_names=["image"],
-            output_names=names, verbose=False, report=False,
+        # Captured here, not by torch.onnx.export: inside it torch.onnx.is_in_onnx_export() is
+        # true, which sends mmdet's box coder to an ONNX branch that imports the removed
+        # mmdet.core; the exporter's non-strict capture then fails and it falls back to a
+        # strict (dynamo) capture, which takes twice as long for the same graph.
+        captured = torch.export.export(
+            graph_module, (x,), strict=False,
             dynamic_shapes={"image": {0: batch, 2: height, 3: width}})
+        program = torch.onnx.export(
+            captured, (x,), dynamo=True, opset_version=opset, input_names=["image"],
+            output_names=names, verbose=False, report=False)
     return program.model_proto
 
 
