@@ -23,7 +23,6 @@ This module imports torch only; the mmdet and torchvision adapters wrap it.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -261,9 +260,6 @@ class ConvBNAct(nn.Module):
     own padding is then 0).
     """
 
-    # TorchScript neither compiles the deprecated alias nor reads it (which would warn).
-    __jit_unused_properties__ = __jit_ignored_attributes__ = ["pad_same"]
-
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
                  groups: int, conv_layer: Callable[..., nn.Module],
                  norm_layer: Callable[[int], nn.Module], act_layer: Callable[[], nn.Module],
@@ -278,26 +274,6 @@ class ConvBNAct(nn.Module):
                                groups=groups, bias=False)
         self.bn = norm_layer(out_channels)
         self.act = act_layer()
-
-    @property
-    def pad_same(self) -> bool:
-        """Deprecated (one release): the old name of ``tf_same_padding``, which hid the function
-        :func:`pad_same`."""
-        warnings.warn("pad_same is deprecated, use tf_same_padding",
-                      DeprecationWarning, stacklevel=2)
-        return self.tf_same_padding
-
-    @pad_same.setter
-    def pad_same(self, value: bool) -> None:
-        warnings.warn("pad_same is deprecated, use tf_same_padding",
-                      DeprecationWarning, stacklevel=2)
-        self.tf_same_padding = value
-
-    def __setstate__(self, state: dict) -> None:
-        # Whole models pickled before the rename (torch.save(model)) still load.
-        if "pad_same" in state:
-            state["tf_same_padding"] = state.pop("pad_same")
-        super().__setstate__(state)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.tf_same_padding:

@@ -88,8 +88,6 @@ def test_deployed_model_matches_eval_model(chunks, streams, fuse):
         units = [m for m in fast.modules() if isinstance(m, FusedConvAct)]
         assert len(units) == 27 and units[0].attr == "hardtanh"
         assert units[0].tf_same_padding and not units[1].tf_same_padding
-        with pytest.warns(DeprecationWarning, match="use tf_same_padding"):
-            assert units[0].pad_same
         assert not any(isinstance(m, nn.Conv2d) for m in fast.groups.modules())
     assert torch.get_num_threads() == threads  # the streams' single-threading stays theirs
     assert isinstance(fast, DeployedMobileNetV1) and model.training  # original not switched

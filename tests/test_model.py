@@ -177,29 +177,17 @@ def test_torchscript_and_fx():
     torch.testing.assert_close(traced(x), model(x))
 
 
-def test_pad_same_flag_is_now_tf_same_padding_with_a_deprecated_alias():
+def test_tf_same_padding_is_the_units_only_name_for_the_flag():
     import copy
-    import warnings
 
     from mnet_backbone.model import ConvBNAct
     model = MobileNetV1(num_classes=3, alpha=0.25, tf_padding=True).eval()
     unit = model.stages[0][0]
+    assert unit.tf_same_padding and not model.stages[1][0].pw.tf_same_padding
+    # The pre-release alias `pad_same` (it hid the function pad_same) is gone, not forwarded.
+    assert not hasattr(ConvBNAct, "pad_same") and not hasattr(unit, "pad_same")
     x = torch.randn(1, 3, 64, 64)
-    with warnings.catch_warnings():  # the package's own paths do not touch the old name
-        warnings.simplefilter("error", DeprecationWarning)
-        assert unit.tf_same_padding and not model.stages[1][0].pw.tf_same_padding
-        ref = model(x)
-        torch.testing.assert_close(torch.jit.script(model)(x), ref)
-        torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), ref)
-        copy.deepcopy(model)
-    with pytest.warns(DeprecationWarning, match="use tf_same_padding"):
-        assert unit.pad_same is True
-    with pytest.warns(DeprecationWarning, match="use tf_same_padding"):
-        unit.pad_same = False
-    assert unit.tf_same_padding is False and "pad_same" not in vars(unit)
-    # A unit pickled before the rename (torch.save of a whole model) keeps its padding.
-    state = dict(vars(MobileNetV1(alpha=0.25, tf_padding=True).stages[0][0]))
-    state["pad_same"] = state.pop("tf_same_padding")
-    old = ConvBNAct.__new__(ConvBNAct)  # what unpickling does
-    old.__setstate__(state)
-    assert old.tf_same_padding is True and "pad_same" not in vars(old)
+    ref = model(x)
+    torch.testing.assert_close(torch.jit.script(model)(x), ref)
+    torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), ref)
+    torch.testing.assert_close(copy.deepcopy(model)(x), ref)

@@ -133,7 +133,6 @@ class FusedConvAct(nn.Module):
     """
 
     MAX_PACKED = 8
-    pad_same = ConvBNAct.pad_same  # deprecated (one release), as on ConvBNAct
 
     def __init__(self, unit: ConvBNAct):
         super().__init__()
