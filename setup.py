@@ -38,7 +38,7 @@ setup(
         "weights": ["h5py", "safetensors"],
         # Deployment runtimes: ONNX export (onnx, onnxscript), ONNX Runtime and OpenVINO.
         "deploy": ["onnx", "onnxruntime", "onnxscript", "openvino", "nncf"],
-        # Mobile runtimes (README "Mobile runtimes (ExecuTorch, LiteRT)"). ExecuTorch 1.5.1: the
+        # Mobile runtimes (docs/install.md, docs/deploy.md "Mobile runtimes"). ExecuTorch 1.5.1: the
         # .pte exporter (XNNPACK partitioner, PT2E int8 quantizer) and its runtime. pip adds
         # torchao 0.18, coremltools 9.0 and ~20 small packages (hydra-core, omegaconf, tiktoken,
         # tokenizers, sentencepiece, hypothesis, ...); torch 2.14.1 / torchvision 0.29.1 stay

@@ -13,7 +13,7 @@ TOOLS = os.path.join(ROOT, "tools")
 
 
 def pytest_configure(config):
-    # `pytest -m "not slow"` is the quick subset for iteration (README: Tests); CI runs all.
+    # `pytest -m "not slow"` is the quick subset for iteration (docs/testing.md); CI runs all.
     config.addinivalue_line(
         "markers", "slow: a long end-to-end run (the main job, a command line on every backend); "
         "deselect with -m 'not slow'")

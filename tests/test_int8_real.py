@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # quantizes and runs the real 1.0-224 network
 CALIB_VIEWS = ((0.875, "c", False), (1.0, "c", False), (0.6, "tl", True), (0.6, "br", True))
 EVAL_VIEWS = ((0.875, "c", False), (0.875, "c", True), (0.6, "tr", False), (0.6, "bl", True))
 # Measured on these sets (2026-12-02, onnxruntime 1.32, 2-core AVX-512BW CPU without VNNI): see
-# the README's "Int8 on real ImageNet weights"; the current path is far below every floor.
+# docs/deploy.md "Int8 on real ImageNet weights"; the current path is far below every floor.
 FLOOR = dict(sqnr_db=12.0, top1_agreement=0.75, top5_overlap=0.75)
 
 

@@ -1,4 +1,4 @@
-"""The README's main job, in miniature: data generation, train, evaluate, draw, plot, deploy."""
+"""The main job (docs/main_job.md) in miniature: data, train, evaluate, draw, plot, deploy."""
 import json
 import os
 

@@ -346,7 +346,7 @@ def test_int8_detector_quantizes_the_network_only(tv_detector, fp32_detector_fil
     """Backbone and head weights int8 (the file shrinks; before, the quantizer's module-name
     filter skipped every conv weight and the file stayed fp32), decoding fp32 (the boxes are
     decoded and clipped as in fp32). Detection-level fidelity of int8 is measured on a trained
-    detector (README), not on this random one."""
+    detector (docs/benchmarks.md), not on this random one."""
     from mnet_backbone.deploy import DeployedDetector
     from mnet_backbone.deploy.detector_mobile import export_detector_mobile
     model, images = tv_detector

@@ -1,7 +1,7 @@
 """Issue 17, checkpoints and inputs: an unreadable checkpoint is one error naming the file and
 what it holds (never torch's advice to load it with weights_only=False), on every path that reads
 one (the torch-only reader, load_weights, mmengine's loader behind tools/test.py / load_from /
-resume, init_cfg); input of another dtype than the model is the README's ValueError."""
+resume, init_cfg); input of another dtype than the model is the ValueError of docs/model.md."""
 import io
 import os
 

@@ -171,7 +171,7 @@ def detector_spec(model: nn.Module, input_size=None,
     raise UnsupportedDetectorError(
         f"export_detector: {type(model).__name__} is not supported; it exports mmdet "
         f"single-stage detectors with an SSD head (SSD300, SSDLite320) and torchvision SSD / "
-        f"SSDLite models. Two-stage detectors (Faster R-CNN) are not exported: see the README.")
+        f"SSDLite models. Two-stage detectors (Faster R-CNN) are not exported: see docs/deploy.md.")
 
 
 class DetectorGraph(nn.Module):

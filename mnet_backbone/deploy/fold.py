@@ -42,7 +42,7 @@ __all__ = ["fold_bn", "fold_conv_bn", "DeployedMobileNetV1", "deploy", "DEFAULT_
 # Chunk size per stage (strides 2, 4, 8, 16, 32); 0 = the whole batch. Chosen by measurement on
 # a 2-core AVX-512 machine (batch 32, 2 threads: whole batch 275 ms, chunks of 1 235 ms,
 # (1, 1, 1, 1, 8) 213 ms, chunks of 4 166 ms; 1 thread: whole 496 ms, chunks of 4 331 ms,
-# (2, 2, 2, 8, 8) 324 ms); see the README's performance section, and :func:`tune_chunks` to
+# (2, 2, 2, 8, 8) 324 ms); see docs/benchmarks.md, and :func:`tune_chunks` to
 # measure another machine.
 DEFAULT_CHUNKS: Tuple[int, ...] = (4, 4, 4, 4, 4)
 

@@ -19,7 +19,7 @@ class OrtModel:
     Batches of fewer than ``streams`` images run in one session with ``threads`` intra-op threads
     (lowest latency). Larger batches are split between ``streams`` worker threads that share a
     second, single-threaded session, each running its share in chunks of ``chunk`` images
-    (0: all at once; 1, the default, measured fastest: see the README's performance section);
+    (0: all at once; 1, the default, measured fastest: see docs/benchmarks.md);
     see :mod:`mnet_backbone.deploy.streams`. ``streams=1``: one stream, ``threads`` threads.
     Returns the first output (``all_outputs=True``: the list of outputs).
     """
